@@ -1,0 +1,236 @@
+"""The ``gpubench`` command.
+
+Bad input (an unknown name, an impossible shape, an unwritable file, a file
+that is not a result) ends in one line on stderr and exit code 2, before any
+work; a case that fails during a suite becomes a failed record and the suite
+goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from gpubench import __version__
+from gpubench.errors import GpubenchError
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    print(f"gpubench: warning: {message}", file=sys.stderr)
+
+
+def default_out_path(device_slug: str, host: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", host) or "host"
+    return Path("results") / f"{device_slug}-{host}-{stamp}.json"
+
+
+def parse_shape(text: str) -> dict:
+    parts = re.split(r"[x×,]", text.lower().strip())
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise GpubenchError(f"--shape {text!r} is not MxNxK with three positive whole numbers")
+    m, n, k = (int(p) for p in parts)
+    return {"m": m, "n": n, "k": k}
+
+
+def parse_dtypes(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    from gpubench.dtypes import get_precision
+
+    return [get_precision(d.strip()).name for d in text.split(",") if d.strip()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gpubench")
+def cli():
+    """gpubench: measure what a GPU delivers, and what a training run will cost."""
+
+
+@cli.command()
+@click.option("--suite", help="suite to run (see `gpubench list`); default mixed-precision")
+@click.option("--benchmark", help="run one benchmark instead of a suite")
+@click.option("--dtype", help="comma-separated precisions: fp32,tf32,bf16,fp16,fp8_e4m3")
+@click.option("--shape", multiple=True, help="MxNxK for --benchmark matmul (repeatable)")
+@click.option("--scaling", type=click.Choice(["tensor", "row"]), default="tensor", show_default=True,
+              help="FP8 scale granularity for --benchmark matmul")
+@click.option("--size", "size_bytes", type=int, multiple=True, help="buffer bytes for --benchmark membw")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or cuda:N")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="result file (default results/<device>-<host>-<time>.json)")
+@click.option("--force", is_flag=True, help="overwrite --out if it exists")
+@click.option("--quick", is_flag=True, help="shorter warm-up and timing (noisier)")
+@click.option("--budget", type=float, help="seconds per precision for the mamf search")
+def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force, quick, budget):
+    """Run a suite (or one benchmark), print a table, and write a result file."""
+    from gpubench.device import resolve_device
+    from gpubench.env import fingerprint
+    from gpubench.progress import make_progress
+    from gpubench.registry import Case, Search, get_benchmark, get_suite
+    from gpubench.report import render
+    from gpubench.results import ResultWriter, Run, check_writable
+    from gpubench.runner import Runner, memory_problem
+    from gpubench.timing import TimerConfig
+
+    if suite and benchmark:
+        raise GpubenchError("give --suite or --benchmark, not both")
+    if budget is not None and budget <= 0:
+        raise GpubenchError(f"--budget {budget} must be a positive number of seconds")
+    dtypes = parse_dtypes(dtype)
+    shapes = [parse_shape(s) for s in shape]
+    dev = resolve_device(device)
+
+    if benchmark:
+        bench = get_benchmark(benchmark)
+        items = _benchmark_cases(benchmark, dev, dtypes, shapes, scaling, size_bytes)
+        for case in items:
+            params = bench.normalize(case.params)
+            problem = memory_problem(bench, params, dev)
+            if problem:
+                raise GpubenchError(f"{bench.label(params)}: {problem}")
+        name = benchmark
+    else:
+        if shapes or size_bytes:
+            raise GpubenchError("--shape and --size go with --benchmark, not with a suite")
+        name = suite or "mixed-precision"
+        items = get_suite(name).items(dev, dtypes)
+        if not items:
+            raise GpubenchError(f"suite {name} has no {dev.type} cases for --dtype {dtype}")
+        if budget is not None:
+            items = [Search(i.strategy, {**i.params, "budget_s": budget}) if isinstance(i, Search) else i
+                     for i in items]
+
+    out = out or default_out_path(dev.slug, _hostname())
+    check_writable(out, force)
+    timer_config = TimerConfig.for_device(dev, quick=quick)
+    run_ = Run(suite=name, env=fingerprint(dev),
+               config={"timer": timer_config.__dict__, "quick": quick, "dtypes": dtypes,
+                       "device": dev.label})
+    writer = ResultWriter(out, run_)
+    click.echo(f"gpubench {name} on {dev.label} ({dev.name}): {len(items)} item(s) → {out}", err=True)
+    runner = Runner(dev, timer_config, writer, make_progress())
+    try:
+        runner.run(items)
+    except KeyboardInterrupt:
+        writer.close("interrupted")
+        click.echo(f"interrupted: {len(run_.records)} record(s) kept in {out}", err=True)
+        sys.exit(130)
+    except BaseException:
+        writer.close("crashed")
+        click.echo(f"gpubench crashed: {len(run_.records)} record(s) kept in {out}", err=True)
+        raise
+    writer.close("complete")
+    click.echo(render(run_))
+    click.echo(f"\nwrote {out}", err=True)
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname().split(".")[0]
+
+
+def _benchmark_cases(benchmark, dev, dtypes, shapes, scaling, size_bytes):
+    from gpubench.registry import Case
+
+    if benchmark == "matmul":
+        shapes = shapes or [{"m": n, "n": n, "k": n} for n in ([8192] if dev.is_cuda else [256])]
+        cases = []
+        for d in dtypes or ["bf16"]:
+            extra = {"scaling": scaling} if d.startswith("fp8") else {}
+            cases += [Case("matmul", {"dtype": d, **s, **extra}) for s in shapes]
+        return cases
+    if benchmark == "membw":
+        if dtypes:
+            raise GpubenchError("--dtype means nothing for membw (it copies bytes)")
+        sizes = size_bytes or [(1 << 30) if dev.is_cuda else (64 << 20)]
+        return [Case("membw", {"size_bytes": s}) for s in sizes]
+    return [Case(benchmark, {})]
+
+
+@cli.command("list")
+def list_():
+    """List suites, benchmarks and precisions."""
+    from tabulate import tabulate
+
+    from gpubench.dtypes import PRECISIONS
+    from gpubench.registry import BENCHMARKS, SUITES, get_suite
+
+    get_suite("mixed-precision")     # loads the registries
+    click.echo("suites")
+    click.echo(tabulate([[s.name, len(s.gpu), len(s.cpu), s.description] for s in SUITES.values()],
+                        headers=["name", "GPU items", "CPU items", "what it measures"]))
+    click.echo("\nbenchmarks")
+    click.echo(tabulate([[b.name, b.description] for b in BENCHMARKS.values()],
+                        headers=["name", "what it measures"]))
+    click.echo("\nprecisions")
+    click.echo(tabulate([[p.name, p.doc] for p in PRECISIONS.values()], headers=["dtype", "meaning"]))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--probes", is_flag=True, help="also list every shape a mamf search probed")
+def show(files, probes):
+    """Print the tables of one or more result files."""
+    from gpubench.report import render
+    from gpubench.results import load_run
+
+    runs = [load_run(f) for f in files]        # all parsed before anything is printed
+    for i, (f, run_) in enumerate(zip(files, runs)):
+        if i:
+            click.echo("\n" + "=" * 80 + "\n")
+        click.echo(f"{f}")
+        click.echo(render(run_, show_probes=probes))
+
+
+@cli.command()
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or cuda:N")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def env(device, as_json):
+    """Print the environment fingerprint stored with every run."""
+    from gpubench.device import resolve_device
+    from gpubench.env import fingerprint
+
+    fp = fingerprint(resolve_device(device))
+    if as_json:
+        click.echo(json.dumps(fp, indent=2, default=str))
+        return
+    for key, value in _flatten(fp):
+        click.echo(f"{key}: {value}")
+
+
+def _flatten(obj, prefix=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _flatten(v, f"{prefix}{k}." if not isinstance(v, dict) or v else f"{prefix}{k}")
+            if isinstance(v, dict) and not v:
+                yield (f"{prefix}{k}", "{}")
+    else:
+        yield (prefix.rstrip("."), obj)
+
+
+def main(argv: list[str] | None = None) -> None:
+    warnings.showwarning = _warning_line
+    try:
+        code = cli.main(args=argv, prog_name="gpubench", standalone_mode=False)
+    except GpubenchError as e:
+        click.echo(f"gpubench: error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.UsageError as e:
+        hint = f" (see gpubench {e.ctx.info_name} --help)" if e.ctx and e.ctx.info_name != "gpubench" else \
+            " (see gpubench --help)"
+        click.echo(f"gpubench: error: {e.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.exceptions.ClickException as e:
+        click.echo(f"gpubench: error: {e.format_message()}", err=True)
+        sys.exit(2)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("gpubench: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,54 @@
+"""The precisions gpubench measures, and the facts that go with each.
+
+One table so that the matmul benchmark, the peak lookup and the CLI's ``--dtype``
+agree on names. ``peak_key`` names the column of the hardware table a precision
+is measured against; ``min_capability`` is the CUDA compute capability that has
+tensor-core support for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from gpubench.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    torch_dtype: torch.dtype
+    peak_key: str
+    min_capability: tuple[int, int] | None
+    bytes_per_element: int
+    # ‖out − ref‖/‖ref‖ allowed for a matmul against a float64 reference computed
+    # from the same (already rounded) operands, so only accumulation and output
+    # rounding count: fp32 ≈ 1e-6, tf32 ≈ 3e-4, fp16 ≈ 3e-4, bf16 and fp8 (bf16
+    # output) ≈ 2e-3. The tolerances leave a few times that for long K.
+    matmul_tolerance: float
+    doc: str
+
+
+PRECISIONS: dict[str, Precision] = {
+    p.name: p
+    for p in (
+        Precision("fp32", torch.float32, "fp32", None, 4, 1e-4,
+                  "IEEE float32 on the CUDA cores (TF32 disabled)"),
+        Precision("tf32", torch.float32, "tf32", (8, 0), 4, 5e-3,
+                  "float32 storage, TF32 tensor-core math (10-bit mantissa)"),
+        Precision("bf16", torch.bfloat16, "bf16", (8, 0), 2, 1e-2,
+                  "bfloat16 operands and output, float32 accumulation"),
+        Precision("fp16", torch.float16, "fp16", (7, 0), 2, 5e-3,
+                  "float16 operands and output, float32 accumulation"),
+        Precision("fp8_e4m3", torch.float8_e4m3fn, "fp8", (8, 9), 1,
+                  1e-2, "float8 e4m3 operands with float32 scales, bf16 output"),
+    )
+}
+
+
+def get_precision(name: str) -> Precision:
+    try:
+        return PRECISIONS[name.lower()]
+    except KeyError:
+        raise UnknownNameError("dtype", name, PRECISIONS) from None

@@ -1,0 +1,141 @@
+"""The environment fingerprint stored with every run.
+
+A number without the stack that produced it cannot be compared or trusted later:
+the same GPU differs by driver, CUDA, cuBLAS (through torch), clocks and power
+limits. This collects what can be read cheaply and never fails: a field that
+cannot be read is None.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from gpubench import __version__
+from gpubench.device import DeviceInfo
+from gpubench.telemetry import nvml_unavailable_reason
+
+# Variables that change what a benchmark measures or how it is launched.
+ENV_PREFIXES = ("CUDA_", "NCCL_", "TORCH_", "PYTORCH_", "TRITON_", "OMP_", "MKL_", "NVIDIA_",
+                "CUBLAS_", "CUBLASLT_", "SLURM_JOB_", "GPUBENCH_")
+ENV_EXACT = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_sha(path: Path | None = None) -> str | None:
+    """Commit of the gpubench checkout, with '+dirty' when it has local changes."""
+    path = path or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True,
+                             text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
+                               capture_output=True, text=True, timeout=5)
+        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _nvml_facts(index: int | None) -> dict:
+    """Driver version, UUID, power limit and clocks as NVML reports them."""
+    facts: dict = {"available": False, "unavailable_reason": None}
+    try:
+        from gpubench.telemetry import open_source
+
+        source = open_source(index) if index is not None else None
+        reason = nvml_unavailable_reason()
+        if source is None:
+            facts["unavailable_reason"] = reason or "no NVML device for this GPU"
+            return facts
+        import pynvml
+
+        handle = source.handle
+        facts["available"] = True
+
+        def read(fn, *args):
+            try:
+                value = getattr(pynvml, fn)(*args)
+                return value.decode() if isinstance(value, bytes) else value
+            except Exception:
+                return None
+
+        facts["driver_version"] = read("nvmlSystemGetDriverVersion")
+        facts["uuid"] = read("nvmlDeviceGetUUID", handle)
+        limit = read("nvmlDeviceGetEnforcedPowerLimit", handle)
+        facts["power_limit_w"] = limit / 1000 if limit else None
+        facts["max_sm_clock_mhz"] = read("nvmlDeviceGetMaxClockInfo", handle, pynvml.NVML_CLOCK_SM)
+        facts["max_mem_clock_mhz"] = read("nvmlDeviceGetMaxClockInfo", handle, pynvml.NVML_CLOCK_MEM)
+        facts["persistence_mode"] = read("nvmlDeviceGetPersistenceMode", handle)
+        facts["pcie_link_gen"] = read("nvmlDeviceGetCurrPcieLinkGeneration", handle)
+    except Exception as e:  # noqa: BLE001 - a fingerprint never fails a run
+        facts["unavailable_reason"] = f"{type(e).__name__}: {e}"
+    return facts
+
+
+def relevant_env_vars() -> dict[str, str]:
+    out = {}
+    for name, value in sorted(os.environ.items()):
+        if name.startswith(ENV_PREFIXES) or name in ENV_EXACT:
+            out[name] = "<redacted>" if any(w in name for w in SECRET_WORDS) else value
+    return out
+
+
+def fingerprint(device: DeviceInfo) -> dict:
+    cuda = torch.cuda.is_available()
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    env = {
+        "device": device.as_dict(),
+        "gpu": {
+            "count": torch.cuda.device_count() if cuda else 0,
+            "names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+            "nvml": _nvml_facts(device.index) if device.is_cuda else
+                    {"available": False, "unavailable_reason": "CPU run"},
+        },
+        "software": {
+            "gpubench": __version__,
+            "gpubench_git_sha": git_sha(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torch_cuda": torch.version.cuda,
+            "torch_hip": torch.version.hip,
+            "cudnn": cudnn,
+            "triton": _version("triton"),
+            "nvidia_ml_py": _version("nvidia-ml-py"),
+            "numpy": _version("numpy"),
+        },
+        "host": {
+            "hostname": socket.gethostname(),
+            "os": platform.platform(),
+            "cpu": _cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "env_vars": relevant_env_vars(),
+        "argv": sys.argv[1:],
+    }
+    return env
