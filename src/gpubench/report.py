@@ -15,6 +15,13 @@ from tabulate import tabulate
 from gpubench.results import Record, Run
 
 
+def _table(rows: list[list], headers: list[str]) -> str:
+    """tabulate, without the columns that have nothing in any row (power on a CPU, say)."""
+    keep = [i for i in range(len(headers)) if any(str(r[i]) not in ("—", "") for r in rows)]
+    return tabulate([[r[i] for i in keep] for r in rows], headers=[headers[i] for i in keep],
+                    disable_numparse=True)
+
+
 def _fmt(value, digits: int = 1, suffix: str = "") -> str:
     if value is None:
         return "—"
@@ -99,9 +106,8 @@ def matmul_table(records: list[Record]) -> str:
             _fmt(tel.get("sm_clock_mhz_median"), 0),
             f"{(r.check or {}).get('rel_err', float('nan')):.1e}",
         ])
-    return tabulate(rows, headers=["dtype", "m×n×k", "GEMM", "TFLOP/s", "p10–p90", "CoV",
-                                   "% peak", "vs FP32", "W", "J/TFLOP", "SM MHz", "rel err"],
-                    disable_numparse=True)
+    return _table(rows, ["dtype", "m×n×k", "GEMM", "TFLOP/s", "p10–p90", "CoV",
+                                   "% peak", "vs FP32", "W", "J/TFLOP", "SM MHz", "rel err"])
 
 
 def best_table(records: list[Record]) -> str:
@@ -121,8 +127,7 @@ def best_table(records: list[Record]) -> str:
         rows.append([key, _sig(t), _shape(r.params), _fmt(r.metrics.get("pct_of_peak"), 1),
                      _fmt(t / fp32.metrics["tflops"], 2, "×") if fp32 else "—",
                      _fmt(t / bf16.metrics["tflops"], 2, "×") if bf16 else "—"])
-    return tabulate(rows, headers=["best of", "TFLOP/s", "at m×n×k", "% peak", "vs FP32", "vs BF16"],
-                    disable_numparse=True)
+    return _table(rows, ["best of", "TFLOP/s", "at m×n×k", "% peak", "vs FP32", "vs BF16"])
 
 
 def membw_table(records: list[Record]) -> str:
@@ -137,8 +142,7 @@ def membw_table(records: list[Record]) -> str:
         rows.append([r.params["op"], f"{r.params['size_bytes'] / 2**20:,.0f} MiB",
                      _fmt(r.metrics.get("gbps"), 1), spread, _cov(r),
                      _fmt(r.metrics.get("pct_of_peak"), 1), _fmt(r.metrics.get("power_w"), 0)])
-    return tabulate(rows, headers=["op", "buffer", "GB/s", "p10–p90", "CoV", "% peak", "W"],
-                    disable_numparse=True)
+    return _table(rows, ["op", "buffer", "GB/s", "p10–p90", "CoV", "% peak", "W"])
 
 
 def mamf_table(records: list[Record]) -> str:
@@ -150,8 +154,8 @@ def mamf_table(records: list[Record]) -> str:
         rows.append([_dtype(r.params), _sig(m.get("tflops")), f"{m['best_m']}×{m['best_n']}×{m['best_k']}",
                      _fmt(m.get("pct_of_peak"), 1), _cov(r), m.get("probes"),
                      _fmt(m.get("search_s"), 0, " s"), m.get("stopped")])
-    return tabulate(rows, headers=["dtype", "max TFLOP/s", "at m×n×k", "% peak", "CoV", "probes",
-                                   "searched", "stopped"], disable_numparse=True)
+    return _table(rows, ["dtype", "max TFLOP/s", "at m×n×k", "% peak", "CoV", "probes",
+                                   "searched", "stopped"])
 
 
 def problems(records: Iterable[Record]) -> list[str]:

@@ -39,7 +39,7 @@ class TimerConfig:
             return cls(warmup_s=0.05, measure_s=0.1, min_iters=5) if quick else cls()
         # CPU numbers are a smoke test of the path, not a measurement anyone
         # should buy hardware on: keep them cheap.
-        return cls(warmup_s=0.02, min_warmup_iters=1, measure_s=0.1, min_iters=3, max_iters=200)
+        return cls(warmup_s=0.05, min_warmup_iters=1, measure_s=0.25, min_iters=5, max_iters=200)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

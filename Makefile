@@ -1,0 +1,48 @@
+# Two commands for a fresh machine:
+#   make run    set up .venv and run the main suite (gpubench run --suite mixed-precision)
+#   make test   set up .venv with the test extras and run the test suite
+#
+# TORCH picks the PyTorch build. With no NVIDIA driver it defaults to torch==2.13.0,
+# which resolves to the CPU wheel on gpubench's test machines; with one it is a plain
+# `torch`, i.e. the CUDA build from your index. Override as needed, e.g.
+#   make run TORCH="torch==2.11.0"  or  make run TORCH_INDEX=<your wheel index URL>
+PYTHON ?= python3
+VENV ?= .venv
+ARGS ?=
+HAVE_NVIDIA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
+TORCH ?= $(if $(HAVE_NVIDIA),torch,torch==2.13.0)
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PIP_FLAGS ?= --disable-pip-version-check -q
+
+.PHONY: run test test-fast bench venv clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# The stamp holds the torch spec too: changing TORCH reinstalls.
+$(VENV)/.torch-$(subst =,_,$(subst >,_,$(subst <,_,$(subst ",,$(TORCH))))): | $(PY)
+	$(PIP) install $(PIP_FLAGS) "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch-$(subst =,_,$(subst >,_,$(subst <,_,$(subst ",,$(TORCH)))))
+	$(PIP) install $(PIP_FLAGS) -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(VENV)/bin/gpubench run --suite mixed-precision $(ARGS)
+
+test: venv
+	$(PY) -m pytest -q $(ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+bench: venv
+	$(PY) -m pytest benchmarks -q --benchmark-json results/pytest-benchmark.json $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

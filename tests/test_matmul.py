@@ -1,0 +1,122 @@
+import pytest
+import torch
+
+from gpubench.benches.matmul import _check, quantize_fp8
+from gpubench.errors import CheckFailed, GpubenchError, SkipCase
+from gpubench.registry import get_benchmark
+
+
+@pytest.fixture
+def mm():
+    return get_benchmark("matmul")
+
+
+@pytest.mark.parametrize("dtype, extra", [("fp32", {}), ("bf16", {}), ("fp16", {}),
+                                          ("fp8_e4m3", {"scaling": "tensor"}),
+                                          ("fp8_e4m3", {"scaling": "row"})])
+def test_check_passes_on_fresh_random_data(mm, cpu, dtype, extra):
+    params = mm.normalize({"dtype": dtype, "m": 96, "n": 80, "k": 112, **extra})
+    work = mm.prepare(params, cpu)
+    with work.context():
+        block = work.check()
+    assert block["reference"] == "float64"
+    assert 0 < block["rel_err"] <= block["tolerance"]
+    assert work.flops == 2 * 96 * 80 * 112
+    out = work.fn()
+    assert out.shape == (96, 80) and torch.isfinite(out).all() and out.abs().sum() > 0
+
+
+def test_fresh_data_each_prepare(mm, cpu):
+    params = mm.normalize({"dtype": "fp32", "m": 32, "n": 32, "k": 32})
+    a, b = mm.prepare(params, cpu), mm.prepare(params, cpu)
+    assert a.info["seed"] != b.info["seed"]
+    assert not torch.equal(a.fn(), b.fn())
+
+
+def _operands(n=64, dtype=torch.float32):
+    a = torch.randn(n, n).to(dtype)
+    w = torch.randn(n, n).to(dtype)
+    c = torch.empty(n, n, dtype=dtype)
+    return a, w, c
+
+
+def test_check_passes_a_correct_kernel():
+    a, w, c = _operands()
+    block = _check(lambda: torch.matmul(a, w.t(), out=c), c, a, w, None, None, 1e-4,
+                   torch.Generator().manual_seed(0))
+    assert block["rel_err"] < 1e-6
+
+
+def test_check_catches_a_wrong_kernel():
+    a, w, c = _operands(dtype=torch.bfloat16)
+
+    def off_by_one_column():
+        torch.matmul(a, w.t(), out=c)
+        c[:, 3] = c[:, 4]           # a classic indexing bug in one column of 64
+
+    with pytest.raises(CheckFailed, match="rel err"):
+        _check(off_by_one_column, c, a, w, None, None, 1e-2, torch.Generator().manual_seed(0))
+
+
+def test_check_catches_unwritten_output():
+    a, w, c = _operands()
+    half = lambda: torch.matmul(a[:32], w.t(), out=c[:32])  # noqa: E731  (rows 32.. never written)
+    with pytest.raises(CheckFailed, match="not written"):
+        _check(half, c, a, w, None, None, 1e-4, torch.Generator().manual_seed(0))
+
+
+def test_tf32_is_skipped_on_cpu(mm, cpu):
+    with pytest.raises(SkipCase, match="TF32"):
+        mm.prepare(mm.normalize({"dtype": "tf32", "m": 8, "n": 8, "k": 8}), cpu)
+
+
+def test_fp8_reports_scaling_cost_and_quantization_error(mm, cpu):
+    params = mm.normalize({"dtype": "fp8_e4m3", "m": 64, "n": 64, "k": 64, "scaling": "row"})
+    work = mm.prepare(params, cpu)
+    assert "scaling" in work.aux
+    # e4m3 keeps 3 mantissa bits: quantization moves values by a few percent, not more.
+    assert 0.005 < work.info["quantization_rel_err"] < 0.1
+    m = mm.metrics(params, work, 1e-3, cpu, None, {"scaling": 5e-4})
+    assert m["tflops"] == pytest.approx(work.flops / 1e-3 / 1e12)
+    assert m["tflops_incl_scaling"] == pytest.approx(work.flops / 1.5e-3 / 1e12)
+    assert m["pct_of_peak"] is None         # a CPU never gets a peak
+
+
+def test_quantize_fp8_rowwise_scales():
+    x = torch.randn(8, 16) * torch.arange(1, 9).unsqueeze(1)
+    q, s = quantize_fp8(x, rowwise=True)
+    assert s.shape == (8, 1)
+    assert torch.allclose(q.float().abs().amax(dim=1), torch.full((8,), 448.0))
+    q1, s1 = quantize_fp8(x, rowwise=False)
+    assert s1.numel() == 1 and q1.float().abs().max() == 448.0
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"dtype": "bf16", "m": 0, "n": 1, "k": 1}, "must be positive"),
+    ({"dtype": "bf16", "m": "x", "n": 1, "k": 1}, "not a whole number"),
+    ({"dtype": "bf17", "m": 1, "n": 1, "k": 1}, "unknown dtype 'bf17'.*bf16"),
+    ({"dtype": "fp8_e4m3", "m": 1, "n": 1, "k": 1, "scaling": "block"}, "scaling='block'"),
+    ({"dtype": "bf16", "n": 1, "k": 1}, "needs m"),
+])
+def test_bad_params(mm, params, message):
+    with pytest.raises(GpubenchError, match=message):
+        mm.normalize(params)
+
+
+def test_memory_estimate_grows_with_shape(mm):
+    small = mm.memory_bytes(mm.normalize({"dtype": "fp32", "m": 1024, "n": 1024, "k": 1024}))
+    assert small == 3 * 1024 * 1024 * 4
+    fp8 = mm.memory_bytes(mm.normalize({"dtype": "fp8_e4m3", "m": 1024, "n": 1024, "k": 1024}))
+    assert fp8 > 1024 * 1024 * 3
+
+
+def test_membw_copy(cpu):
+    bw = get_benchmark("membw")
+    params = bw.normalize({"size_bytes": 1 << 20})
+    work = bw.prepare(params, cpu)
+    assert work.check()["rel_err"] == 0.0
+    assert work.bytes_moved == 2 * (1 << 20)
+    m = bw.metrics(params, work, 1e-4, cpu, None, {})
+    assert m["gbps"] == pytest.approx(2 * (1 << 20) / 1e-4 / 1e9)
+    with pytest.raises(GpubenchError, match="too small"):
+        bw.normalize({"size_bytes": 10})
