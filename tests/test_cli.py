@@ -167,3 +167,19 @@ def test_interrupted_run_keeps_records_and_says_so(tmp_path, gpubench_cmd, sub_e
     assert proc.returncode == 130, err
     assert run.status == "interrupted" and run.records
     assert "Traceback" not in err
+
+
+def test_strict_exit_code_reflects_failures(capsys, tmp_path, monkeypatch):
+    from gpubench.benches.matmul import Matmul
+
+    def broken(self, params, device):
+        raise RuntimeError("cuBLAS said no")
+
+    monkeypatch.setattr(Matmul, "prepare", broken)
+    args = ["run", "--benchmark", "matmul", "--shape", "8x8x8", "--device", "cpu"]
+    code, out, err = invoke(capsys, *args, "--out", str(tmp_path / "a.json"))
+    assert code == 0 and "1 case(s) failed" in err
+    assert "failed (1): bf16 8×8×8 — RuntimeError: cuBLAS said no" in out
+    code, _, _ = invoke(capsys, *args, "--strict", "--out", str(tmp_path / "b.json"))
+    assert code == 1
+    assert load_run(tmp_path / "b.json").records[0].error == "RuntimeError: cuBLAS said no"

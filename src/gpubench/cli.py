@@ -67,7 +67,8 @@ def cli():
 @click.option("--force", is_flag=True, help="overwrite --out if it exists")
 @click.option("--quick", is_flag=True, help="shorter warm-up and timing (noisier)")
 @click.option("--budget", type=float, help="seconds per precision for the mamf search")
-def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force, quick, budget):
+@click.option("--strict", is_flag=True, help="exit with code 1 if any case failed")
+def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force, quick, budget, strict):
     """Run a suite (or one benchmark), print a table, and write a result file."""
     from gpubench.device import resolve_device
     from gpubench.env import fingerprint
@@ -127,7 +128,10 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
         raise
     writer.close("complete")
     click.echo(render(run_))
-    click.echo(f"\nwrote {out}", err=True)
+    failed = sum(r.status == "failed" for r in run_.records)
+    click.echo(f"\nwrote {out}" + (f" ({failed} case(s) failed: see the table)" if failed else ""), err=True)
+    if strict and failed:
+        sys.exit(1)
 
 
 def _hostname() -> str:

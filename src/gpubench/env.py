@@ -97,6 +97,18 @@ def _nvml_facts(index: int | None) -> dict:
     return facts
 
 
+def _proc_driver_version() -> str | None:
+    """The kernel module's version, for when NVML cannot be loaded but a driver is there."""
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+    except OSError:
+        return None
+    import re
+
+    found = re.search(r"Kernel Module(?: for \S+)?\s+([0-9][0-9.]+)", text)
+    return found.group(1) if found else None
+
+
 def relevant_env_vars() -> dict[str, str]:
     out = {}
     for name, value in sorted(os.environ.items()):
@@ -108,13 +120,15 @@ def relevant_env_vars() -> dict[str, str]:
 def fingerprint(device: DeviceInfo) -> dict:
     cuda = torch.cuda.is_available()
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    nvml = (_nvml_facts(device.index) if device.is_cuda
+            else {"available": False, "unavailable_reason": "CPU run"})
     env = {
         "device": device.as_dict(),
         "gpu": {
+            "driver_version": nvml.get("driver_version") or _proc_driver_version(),
             "count": torch.cuda.device_count() if cuda else 0,
             "names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-            "nvml": _nvml_facts(device.index) if device.is_cuda else
-                    {"available": False, "unavailable_reason": "CPU run"},
+            "nvml": nvml,
         },
         "software": {
             "gpubench": __version__,

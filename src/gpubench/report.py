@@ -60,7 +60,7 @@ def header(run: Run) -> list[str]:
                      "code path; they are not GPU measurements.")
     else:
         lines.append("this GPU is not in the hardware table: no % of peak, no MFU")
-    driver = ((env.get("gpu") or {}).get("nvml") or {}).get("driver_version")
+    driver = (env.get("gpu") or {}).get("driver_version")
     lines.append(f"torch {sw.get('torch')} · CUDA {sw.get('torch_cuda') or '—'}"
                  + (f" · driver {driver}" if driver else "")
                  + f" · triton {sw.get('triton') or '—'} · host {host.get('hostname')}")

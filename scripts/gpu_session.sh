@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Everything a lent GPU machine should do, in one call (device time is short):
+# install, GPU tests, the suites, and the pytest-benchmark front end. Logs and result
+# files go to $OUT; copy the result files into results/ afterwards.
+#   usage (on the GPU machine, in the repository root): OUT=/some/dir bash scripts/gpu_session.sh
+set -uo pipefail
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+PY=${PY:-python3}
+log() { echo "== $* ($(date -u +%T))" | tee -a "$OUT/session.log"; }
+
+log install
+$PY -m pip install --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
+nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
+$PY -m gpubench env >"$OUT/env.txt" 2>&1
+
+log "GPU tests"
+$PY -m pytest -q -m gpu tests >"$OUT/gpu-tests.log" 2>&1; echo "gpu tests rc=$?" | tee -a "$OUT/session.log"
+tail -3 "$OUT/gpu-tests.log"
+
+host=$(hostname -s)
+for suite in mixed-precision mamf membw; do
+  log "suite $suite"
+  start=$(date +%s)
+  $PY -m gpubench run --suite "$suite" --out "$OUT/$suite-$host.json" >"$OUT/$suite.txt" 2>"$OUT/$suite.err"
+  echo "$suite rc=$? in $(( $(date +%s) - start )) s" | tee -a "$OUT/session.log"
+done
+
+log "pytest-benchmark"
+$PY -m pytest benchmarks -q -p no:cacheprovider --benchmark-json "$OUT/pytest-benchmark.json" \
+  >"$OUT/pytest-benchmark.log" 2>&1; echo "benchmarks rc=$?" | tee -a "$OUT/session.log"
+
+log done
+# The reply carries the end of the output: the two tables that matter most.
+sed -n '/^best of/,/^$/p' "$OUT/mixed-precision.txt"
+sed -n '/^maximum achievable/,/^$/p' "$OUT/mamf.txt"
+cat "$OUT/session.log"
