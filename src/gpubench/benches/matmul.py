@@ -179,6 +179,14 @@ class Matmul(Benchmark):
         return m
 
 
+def _take_rows(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    # Gather float8 rows as bytes: byte indexing exists on every backend and torch
+    # version, float8 index kernels do not.
+    if t.element_size() == 1 and t.dtype.is_floating_point:
+        return t.view(torch.uint8)[idx].view(t.dtype)
+    return t[idx]
+
+
 def _check(fn, c: torch.Tensor, a: torch.Tensor, w: torch.Tensor,
            sa: torch.Tensor | None, sw: torch.Tensor | None, tol: float,
            gen: torch.Generator) -> dict[str, Any]:
@@ -190,7 +198,7 @@ def _check(fn, c: torch.Tensor, a: torch.Tensor, w: torch.Tensor,
         raise CheckFailed("output has NaN/Inf: some elements were not written or overflowed")
     rows = torch.randperm(m, generator=gen, device=c.device)[:CHECK_SAMPLE]
     cols = torch.randperm(n, generator=gen, device=c.device)[:CHECK_SAMPLE]
-    a_s, w_s = a[rows].double(), w[cols].double()
+    a_s, w_s = _take_rows(a, rows).double(), _take_rows(w, cols).double()
     if sa is not None:
         a_s = a_s * (sa[rows].double() if sa.dim() and sa.numel() > 1 else sa.double())
         w_s = w_s * (sw[cols].double() if sw.dim() and sw.numel() > 1 else sw.double())
