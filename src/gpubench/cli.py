@@ -219,6 +219,17 @@ def _flatten(obj, prefix=""):
         yield (prefix.rstrip("."), obj)
 
 
+def _add_estimate_commands() -> None:
+    from gpubench.estimate.commands import calibrate, estimate, plan
+
+    cli.add_command(estimate)
+    cli.add_command(plan)
+    cli.add_command(calibrate)
+
+
+_add_estimate_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _warning_line
     try:

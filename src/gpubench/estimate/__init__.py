@@ -1,0 +1,1 @@
+"""Estimate frontier training time and cost from measured (or published) efficiency."""

@@ -1,0 +1,129 @@
+"""Calibration profiles: the measured efficiencies the performance model runs on.
+
+Every number is a fraction of a datasheet figure, so a profile measured on one
+GPU can be carried to another by peak ratios; when that happens the estimate
+says so (``carried_from``). ``gpubench calibrate`` builds a profile from result
+files; without one, a default profile built from published measurements is used:
+
+* GEMM ceilings: the maximum achievable matmul (mamf-finder, stas00/ml-engineering):
+  A100 SXM bf16 271.2 of 312 TFLOP/s; H100 SXM bf16 794.5 of 989, fp8 1402.6 of
+  1979; H200 fp8 1453.4.
+* Attention: FlashAttention-2 on A100 (Dao 2023: 50–73% of peak forward) and
+  FlashAttention-3 on H100 (Shah et al. 2024: up to 740 TFLOP/s fp16 forward).
+* Links: nccl-tests all-reduce bus bandwidth on 8×A100 (about 230 of 300 GB/s)
+  and 8×H100 (about 370 of 450 GB/s ring), InfiniBand at about 90% of line rate.
+* Memory: a device copy at about 3.0 of 3.35 TB/s on an H100 SXM (measured on
+  this project's lent H100, 2026-11).
+* A100 (Ampere) describes the stack of the published A100 runs, Megatron-LM as in
+  Narayanan et al. 2021: unfused attention (batched GEMMs plus softmax over s²),
+  no overlap of tensor-parallel communication, and GEMMs at about 80% of peak,
+  which is what those runs' end-to-end throughput implies with 2021 cuBLAS.
+  H100 (Hopper) describes a current stack: flash attention, mamf-finder's GEMM
+  ceiling. ``--attention`` or a measured profile overrides either.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from gpubench.errors import GpubenchError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    gpu_key: str                               # where the figures were measured
+    gemm_ceiling: dict[str, float]             # large-GEMM TFLOP/s ÷ dense peak, per precision
+    attention: str = "flash"                   # "flash" (fused, causal blocks skipped) or "unfused"
+    attention_fwd_efficiency: float = 0.60     # flash attention forward, fraction of the bf16 peak
+    attention_bwd_efficiency: float = 0.45
+    mem_bw_efficiency: float = 0.88            # achieved copy bandwidth ÷ datasheet
+    intra_node_efficiency: float = 0.77        # all-reduce bus bandwidth ÷ per-direction link rate
+    inter_node_efficiency: float = 0.90
+    tp_overlap: float = 0.0                    # share of tensor-parallel communication hidden
+    dp_overlap: float = 0.8                    # share of the last backward pass DP reduction can hide behind
+    kernel_gap_s: float = 4e-6                 # idle time between dependent kernels
+    provenance: tuple[dict, ...] = ()
+    carried_from: str | None = None            # set when applied to another GPU than measured
+
+    def ceiling(self, precision: str) -> float:
+        key = "fp8" if precision.startswith("fp8") else precision
+        if key in self.gemm_ceiling:
+            return self.gemm_ceiling[key]
+        if key in ("fp16", "bf16") and ({"fp16", "bf16"} & self.gemm_ceiling.keys()):
+            return self.gemm_ceiling.get("bf16", self.gemm_ceiling.get("fp16"))
+        return min(self.gemm_ceiling.values())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["provenance"] = list(self.provenance)
+        d["kind"] = "gpubench-calibration-profile"
+        d["version"] = 1
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "profile") -> "Profile":
+        if not isinstance(d, dict) or d.get("kind") != "gpubench-calibration-profile":
+            raise GpubenchError(f"--calibration {source} is not a gpubench calibration profile")
+        known = set(cls.__dataclass_fields__)
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["provenance"] = tuple(kw.get("provenance", ()))
+        try:
+            return cls(**kw)
+        except TypeError as e:
+            raise GpubenchError(f"--calibration {source}: {e}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Profile":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()), str(path))
+        except FileNotFoundError:
+            raise GpubenchError(f"--calibration {path}: no such file") from None
+        except json.JSONDecodeError as e:
+            raise GpubenchError(f"--calibration {path} is not valid JSON ({e.msg})") from None
+
+    def carried_to(self, gpu_key: str) -> "Profile":
+        """The same fractions applied to another GPU: flagged, never silent."""
+        if gpu_key == self.gpu_key:
+            return self
+        return replace(self, carried_from=self.carried_from or self.gpu_key, gpu_key=gpu_key)
+
+
+_MAMF = {"source": "mamf-finder, stas00/ml-engineering (compute/accelerator)", "kind": "published"}
+_NCCL = {"source": "nccl-tests all-reduce bus bandwidth, published DGX figures", "kind": "published"}
+_MEG = {"source": "Narayanan et al. 2021, Megatron-LM on DGX A100 (software stack reference)",
+        "kind": "published"}
+
+DEFAULTS: dict[str, Profile] = {
+    # The published end-to-end A100 runs (Megatron-LM 2021, MT-NLG, OPT, BLOOM) ran Megatron's
+    # unfused attention and 2021-22 cuBLAS; their throughput implies GEMMs at about 80% of
+    # peak, below the 87% mamf-finder measures with 2024 software. Calibrate to replace it.
+    "ampere": Profile(
+        name="published-a100-megatron", gpu_key="a100-sxm-80gb",
+        gemm_ceiling={"bf16": 0.80, "fp16": 0.80, "tf32": 0.75, "fp32": 0.90},
+        attention="unfused",
+        attention_fwd_efficiency=0.60, attention_bwd_efficiency=0.45, mem_bw_efficiency=0.89,
+        intra_node_efficiency=230 / 300, inter_node_efficiency=0.90,
+        provenance=(_MAMF, {"source": "Dao 2023, FlashAttention-2 (A100)", "kind": "published"}, _NCCL, _MEG)),
+    "hopper": Profile(
+        name="published-h100", gpu_key="h100-sxm",
+        gemm_ceiling={"bf16": 794.5 / 989, "fp16": 794.5 / 989, "fp8": 1402.6 / 1979, "tf32": 0.75,
+                      "fp32": 0.85},
+        attention_fwd_efficiency=0.60, attention_bwd_efficiency=0.45, mem_bw_efficiency=3.0 / 3.35,
+        intra_node_efficiency=370 / 450, inter_node_efficiency=0.90,
+        provenance=(_MAMF, {"source": "Shah et al. 2024, FlashAttention-3 (H100)", "kind": "published"},
+                    _NCCL, {"source": "gpubench H100 SXM copy, 2026-11", "kind": "measured"})),
+}
+
+
+def default_profile(gpu_key: str, arch: str) -> Profile:
+    """The published profile of the GPU's architecture, else the closest one, flagged."""
+    if arch in DEFAULTS:
+        return DEFAULTS[arch].carried_to(gpu_key) if DEFAULTS[arch].gpu_key != gpu_key else DEFAULTS[arch]
+    fallback = DEFAULTS["hopper"] if arch in ("blackwell", "ada", "cdna3") else DEFAULTS["ampere"]
+    return fallback.carried_to(gpu_key)
