@@ -3,7 +3,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gpubench.device import DeviceInfo, resolve_device
+from gpubench.device import resolve_device
 from gpubench.errors import GpubenchError
 from gpubench.hardware import match_gpu
 from gpubench.registry import get_benchmark

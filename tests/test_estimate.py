@@ -9,7 +9,7 @@ import pytest
 from gpubench.cli import main
 from gpubench.estimate.flops import (hardware_flops_per_token, model_flops_per_token,
                                      narayanan_flops_per_iteration)
-from gpubench.estimate.models import ZOO, ModelConfig, get_model
+from gpubench.estimate.models import ModelConfig, get_model
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 

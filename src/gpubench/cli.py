@@ -73,7 +73,7 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
     from gpubench.device import resolve_device
     from gpubench.env import fingerprint
     from gpubench.progress import make_progress
-    from gpubench.registry import Case, Search, get_benchmark, get_suite
+    from gpubench.registry import Search, get_benchmark, get_suite
     from gpubench.report import render
     from gpubench.results import ResultWriter, Run, check_writable
     from gpubench.runner import Runner, memory_problem

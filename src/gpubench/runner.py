@@ -11,8 +11,8 @@ import gc
 import os
 import time
 import traceback
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping, Protocol
+from dataclasses import asdict
+from typing import Any, Mapping, Protocol
 
 import torch
 

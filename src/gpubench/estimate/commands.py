@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import sys
 from pathlib import Path
 
 import click
@@ -117,19 +115,6 @@ def build_cluster(o: dict):
                         intra_node_gbps=parse_amount("--intra-node-gbps", o.get("intra_node_gbps")),
                         inter_node_gbps=parse_amount("--inter-node-gbps", o.get("inter_node_gbps")),
                         gpus_per_node=parse_int("--gpus-per-node", o.get("gpus_per_node")))
-
-
-def build_profile(o: dict):
-    from dataclasses import replace
-
-    from gpubench.estimate.profile import Profile
-
-    prof = Profile.load(o["calibration"]) if o.get("calibration") else None
-    if o.get("attention"):
-        from gpubench.estimate.estimator import choose_profile
-
-        return ("attention", o["attention"], prof)
-    return prof
 
 
 def resolve_profile(o: dict, cluster):

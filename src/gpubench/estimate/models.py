@@ -13,7 +13,7 @@ Narayanan et al. 2021.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from gpubench.errors import GpubenchError, UnknownNameError
 

@@ -146,8 +146,9 @@ class StepModel:
         self.peak_key = {"fp8": "fp8", "tf32": "tf32", "fp32": "fp32"}.get(self.layout.precision, "bf16")
         peak = gpu.peak(self.peak_key)
         if peak is None:
+            hint = " (try --precision fp16)" if self.peak_key == "bf16" and gpu.peak("fp16") else ""
             raise GpubenchError(f"--precision {self.layout.precision}: {gpu.key} has no dense "
-                                f"{self.peak_key} rate in the hardware table")
+                                f"{self.peak_key} rate in the hardware table{hint}")
         self.peak = peak * 1e12
         self.bf16_peak = (gpu.peak("bf16") or peak) * 1e12
         self.mem_bw = gpu.mem_bandwidth_gbps * 1e9 * self.profile.mem_bw_efficiency
@@ -262,7 +263,6 @@ class StepModel:
         m, L, c = self.model, self.layout, self.cluster
         micro_batches = L.global_batch // (L.micro_batch * L.dp)
         stage_layers = math.ceil(m.layers / L.pp)
-        dense_layers = m.layers - m.moe_layers
         parts = {"dense": self.layer_times(False)}
         if m.is_moe:
             parts["moe"] = self.layer_times(True)

@@ -25,7 +25,7 @@ files; without one, a default profile built from published measurements is used:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from gpubench.errors import GpubenchError
