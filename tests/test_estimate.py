@@ -299,3 +299,12 @@ def test_estimate_rejects_a_foreign_profile(capsys, tmp_path):
     line = run_error(capsys, "estimate", "--model", "gpt3", "--gpu", "h100", "--gpus", "8", "--tokens", "1B",
                      "--calibration", str(bad))
     assert "not a gpubench calibration profile" in line
+
+
+def test_fp16_on_volta_uses_the_fp16_peak(capsys):
+    e = run_json(capsys, "estimate", "--layers", "24", "--hidden", "1024", "--heads", "16", "--seq-len", "1024",
+                 "--gpu", "v100", "--gpus", "64", "--tp", "8", "--global-batch", "64", "--precision", "fp16",
+                 "--tokens", "1B")
+    assert e["cluster"]["peak_tflops"] == 125
+    assert "try --precision fp16" in run_error(capsys, "estimate", "--model", "gpt3", "--gpu", "v100",
+                                                "--gpus", "512", "--tokens", "1B")

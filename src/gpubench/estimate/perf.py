@@ -4,8 +4,8 @@ For a layout (tensor, pipeline, data and expert parallelism; micro-batch;
 recomputation; sequence parallelism; ZeRO stage) on a cluster, the model builds
 the time of one micro-batch on the slowest pipeline stage from its parts:
 
-* every GEMM of a layer, forward and backward (backward = 2 GEMMs of the same
-  size), timed as FLOPs over (peak × the profile's GEMM ceiling), degraded by
+* every GEMM of a layer, forward and backward (the backward's two GEMMs, for the
+  input and the weight gradient, each with its own shape), timed as FLOPs over (peak × the profile's GEMM ceiling), degraded by
   wave quantisation over the GPU's multiprocessors and by short inner dimensions,
   and never faster than its bytes over memory bandwidth;
 * the attention core: flash attention at the profile's efficiency (causal blocks
@@ -143,14 +143,14 @@ class StepModel:
 
     def __post_init__(self):
         gpu = self.cluster.gpu
-        self.peak_key = {"fp8": "fp8", "tf32": "tf32", "fp32": "fp32"}.get(self.layout.precision, "bf16")
+        self.peak_key = {"fp8": "fp8", "tf32": "tf32", "fp32": "fp32", "fp16": "fp16"}.get(self.layout.precision, "bf16")
         peak = gpu.peak(self.peak_key)
         if peak is None:
             hint = " (try --precision fp16)" if self.peak_key == "bf16" and gpu.peak("fp16") else ""
             raise GpubenchError(f"--precision {self.layout.precision}: {gpu.key} has no dense "
                                 f"{self.peak_key} rate in the hardware table{hint}")
         self.peak = peak * 1e12
-        self.bf16_peak = (gpu.peak("bf16") or peak) * 1e12
+        self.bf16_peak = (gpu.peak("bf16") or gpu.peak("fp16") or peak) * 1e12
         self.mem_bw = gpu.mem_bandwidth_gbps * 1e9 * self.profile.mem_bw_efficiency
         self.ceiling = self.profile.ceiling(self.layout.precision)
         self.act_bytes = ACT_BYTES[self.layout.precision]
@@ -185,23 +185,31 @@ class StepModel:
         m, L = self.model, self.layout
         tp, b, s = L.tp, L.micro_batch, m.seq_len
         t = b * s
-        gemm_fwd = 0.0
+        gemm_fwd = gemm_bwd = 0.0
         kernels = 0
+
+        def linear(rows, n, k, count=1):
+            # Forward Y = X·Wᵀ; backward dX = dY·W (inner n) and dW = dYᵀ·X (inner = rows):
+            # three GEMMs of different shapes, so different wave and tile efficiency.
+            nonlocal gemm_fwd, gemm_bwd
+            gemm_fwd += count * self.gemm(rows, n, k)
+            gemm_bwd += count * (self.gemm(rows, k, n) + self.gemm(n, k, rows))
+
         for _, n, k, par in m.attention_gemms():
             n2, k2 = (n // tp, k) if par == "col" else (n, k // tp) if par == "row" else (n, k)
-            gemm_fwd += self.gemm(t, n2, k2)
+            linear(t, n2, k2)
             kernels += 1
         a2a = 0.0
         if moe:
             experts_local = m.experts / L.ep
             tokens_per_expert = t * m.top_k * L.ep / m.experts / tp
             for _, n, k, par in m.mlp_gemms(m.expert_ffn):
-                gemm_fwd += experts_local * self.gemm(max(1, round(tokens_per_expert)), n, k)
+                linear(max(1, round(tokens_per_expert)), n, k, count=experts_local)
             if m.shared_experts:
                 for _, n, k, par in m.mlp_gemms(m.expert_ffn * m.shared_experts):
                     n2, k2 = (n // tp, k) if par == "col" else (n, k // tp)
-                    gemm_fwd += self.gemm(t, n2, k2)
-            gemm_fwd += self.gemm(t, m.experts, m.hidden)       # router
+                    linear(t, n2, k2)
+            linear(t, m.experts, m.hidden)       # router
             kernels += 3 + 2 * int(experts_local)
             if L.ep > 1:
                 # dispatch and combine: every routed token's hidden state crosses the EP group
@@ -211,7 +219,7 @@ class StepModel:
         else:
             for _, n, k, par in m.mlp_gemms(m.ffn):
                 n2, k2 = (n // tp, k) if par == "col" else (n, k // tp)
-                gemm_fwd += self.gemm(t, n2, k2)
+                linear(t, n2, k2)
                 kernels += 1
 
         heads = m.heads // tp
@@ -244,9 +252,9 @@ class StepModel:
         tp_comm_fwd = 2 * self.collective("all_reduce", payload, tp, self.tp_bw()) * (1 - self.profile.tp_overlap)
         gap = self.profile.kernel_gap_s
         fwd = gemm_fwd + attn_fwd + elem_fwd + tp_comm_fwd + a2a + kernels * gap
-        bwd = 2 * gemm_fwd + attn_bwd + 2 * elem_fwd + tp_comm_fwd + a2a + 2 * kernels * gap
+        bwd = gemm_bwd + attn_bwd + 2 * elem_fwd + tp_comm_fwd + a2a + 2 * kernels * gap
         recompute = {"none": 0.0, "selective": attn_fwd, "full": fwd}[L.recompute]
-        return {"fwd": fwd, "bwd": bwd, "recompute": recompute, "gemm": 3 * gemm_fwd,
+        return {"fwd": fwd, "bwd": bwd, "recompute": recompute, "gemm": gemm_fwd + gemm_bwd,
                 "attention": attn_fwd + attn_bwd, "elementwise": 3 * elem_fwd,
                 "tp_comm": 2 * tp_comm_fwd + (tp_comm_fwd if L.recompute == "full" else 0.0),
                 "ep_comm": 2 * a2a, "gaps": 3 * kernels * gap}
@@ -255,7 +263,8 @@ class StepModel:
         """LM head forward and backward (3 GEMMs) plus the cross-entropy, on the last stage."""
         m, L = self.model, self.layout
         t = L.micro_batch * m.seq_len
-        gemms = 3 * self.gemm(t, m.vocab // L.tp, m.hidden)
+        n = m.vocab // L.tp
+        gemms = self.gemm(t, n, m.hidden) + self.gemm(t, m.hidden, n) + self.gemm(n, m.hidden, t)
         softmax = 3 * t * (m.vocab / L.tp) * 4 / self.mem_bw
         return gemms + softmax
 
