@@ -74,13 +74,28 @@ def gpubench_device(pytestconfig) -> DeviceInfo:
     return device_for(pytestconfig)
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_benchmark_update_machine_info(config, machine_info):
+@functools.lru_cache(maxsize=None)
+def _fingerprint_json(spec: str) -> str:
     # Round-trip through JSON so that pytest-benchmark can always write it.
     from gpubench.env import fingerprint
 
-    fp = clean_floats(fingerprint(device_for(config)))
-    machine_info["gpubench"] = json.loads(json.dumps(fp, default=str))
+    return json.dumps(clean_floats(fingerprint(_resolve(spec))), default=str)
+
+
+def session_fingerprint(config) -> dict:
+    device_for(config)          # a bad $GPUBENCH_DEVICE is a usage error first
+    return json.loads(_fingerprint_json(os.environ.get(DEVICE_ENV, "auto") or "auto"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["gpubench"] = session_fingerprint(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    # The same top-level ``env`` as gpubench's own result files: what the figures ran on.
+    output_json["env"] = session_fingerprint(config)
 
 
 # ---- parametrization ----

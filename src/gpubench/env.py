@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from gpubench import __version__
-from gpubench.device import DeviceInfo
+from gpubench.device import DeviceInfo, _cpu_name
 from gpubench.telemetry import nvml_unavailable_reason
 
 # Variables that change what a benchmark measures or how it is launched.
@@ -49,16 +49,6 @@ def git_sha(path: Path | None = None) -> str | None:
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def _nvml_facts(index: int | None) -> dict:
@@ -145,7 +135,7 @@ def fingerprint(device: DeviceInfo) -> dict:
         "host": {
             "hostname": socket.gethostname(),
             "os": platform.platform(),
-            "cpu": _cpu_model(),
+            "cpu": _cpu_name(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
         },

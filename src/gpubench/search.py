@@ -79,8 +79,6 @@ def search_max_matmul(measure: Callable[[int, int, int], float | None], *, lo: i
         p = probe(s, s, s)
         if p.tflops is None and result.best is not None:
             break               # larger cubes will not fit either
-    else:
-        result.stopped = ""
 
     if not result.stopped and result.best is not None:
         b = result.best

@@ -143,7 +143,7 @@ class StepModel:
 
     def __post_init__(self):
         gpu = self.cluster.gpu
-        self.peak_key = {"fp8": "fp8", "tf32": "tf32", "fp32": "fp32", "fp16": "fp16"}.get(self.layout.precision, "bf16")
+        self.peak_key = self.layout.precision          # precision names are the table's peak keys
         peak = gpu.peak(self.peak_key)
         if peak is None:
             hint = " (try --precision fp16)" if self.peak_key == "bf16" and gpu.peak("fp16") else ""

@@ -65,7 +65,7 @@ def search(model: ModelConfig, cluster: Cluster, *, global_batch: int, precision
            ) -> tuple[list[dict], dict]:
     if rank not in ("time", "cost"):
         raise GpubenchError(f"--rank {rank!r}: use time or cost")
-    if cluster.gpu.peak({"fp8": "fp8", "tf32": "tf32", "fp32": "fp32", "fp16": "fp16"}.get(precision, "bf16")) is None:
+    if cluster.gpu.peak(precision) is None:
         raise GpubenchError(f"--precision {precision}: {cluster.gpu.key} has no dense rate for it")
     start = time.perf_counter()
     cache: dict = {}

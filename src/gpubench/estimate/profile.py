@@ -12,8 +12,8 @@ files; without one, a default profile built from published measurements is used:
   FlashAttention-3 on H100 (Shah et al. 2024: up to 740 TFLOP/s fp16 forward).
 * Links: nccl-tests all-reduce bus bandwidth on 8×A100 (about 230 of 300 GB/s)
   and 8×H100 (about 370 of 450 GB/s ring), InfiniBand at about 90% of line rate.
-* Memory: a device copy at about 3.0 of 3.35 TB/s on an H100 SXM (measured on
-  this project's lent H100, 2026-11).
+* Memory: a device copy at about 3.0 of 3.35 TB/s on one H100 SXM (2026-11, in the
+  project's reference facts; not yet a gpubench result file).
 * A100 (Ampere) describes the stack of the published A100 runs, Megatron-LM as in
   Narayanan et al. 2021: unfused attention (batched GEMMs plus softmax over s²),
   no overlap of tensor-parallel communication, and GEMMs at about 78% of peak,
@@ -117,13 +117,13 @@ DEFAULTS: dict[str, Profile] = {
         attention_fwd_efficiency=0.60, attention_bwd_efficiency=0.45, mem_bw_efficiency=3.0 / 3.35,
         intra_node_efficiency=370 / 450, inter_node_efficiency=0.90,
         provenance=(_MAMF, {"source": "Shah et al. 2024, FlashAttention-3 (H100)", "kind": "published"},
-                    _NCCL, {"source": "gpubench H100 SXM copy, 2026-11", "kind": "measured"})),
+                    _NCCL, {"source": "H100 SXM device copy, 2026-11 (project reference facts)", "kind": "published"})),
 }
 
 
 def default_profile(gpu_key: str, arch: str) -> Profile:
     """The published profile of the GPU's architecture, else the closest one, flagged."""
     if arch in DEFAULTS:
-        return DEFAULTS[arch].carried_to(gpu_key) if DEFAULTS[arch].gpu_key != gpu_key else DEFAULTS[arch]
+        return DEFAULTS[arch].carried_to(gpu_key)
     fallback = DEFAULTS["hopper"] if arch in ("blackwell", "ada", "cdna3") else DEFAULTS["ampere"]
     return fallback.carried_to(gpu_key)
