@@ -19,7 +19,7 @@ $PY -m pytest -q -m gpu tests >"$OUT/gpu-tests.log" 2>&1; echo "gpu tests rc=$?"
 tail -3 "$OUT/gpu-tests.log"
 
 host=$(hostname -s)
-for suite in mixed-precision mamf membw; do
+for suite in mixed-precision mamf membw attention comm; do
   log "suite $suite"
   start=$(date +%s)
   $PY -m gpubench run --suite "$suite" --out "$OUT/$suite-$host.json" >"$OUT/$suite.txt" 2>"$OUT/$suite.err"

@@ -60,7 +60,7 @@ def cli():
 @click.option("--shape", multiple=True, help="MxNxK for --benchmark matmul (repeatable)")
 @click.option("--scaling", type=click.Choice(["tensor", "row"]), default="tensor", show_default=True,
               help="FP8 scale granularity for --benchmark matmul")
-@click.option("--size", "size_bytes", type=int, multiple=True, help="buffer bytes for --benchmark membw")
+@click.option("--size", "size_bytes", type=int, multiple=True, help="buffer bytes for --benchmark membw or a collective")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or cuda:N")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="result file (default results/<device>-<host>-<time>.json)")
@@ -68,8 +68,14 @@ def cli():
 @click.option("--quick", is_flag=True, help="shorter warm-up and timing (noisier)")
 @click.option("--budget", type=float, help="seconds per precision for the mamf search")
 @click.option("--strict", is_flag=True, help="exit with code 1 if any case failed")
-def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force, quick, budget, strict):
+@click.option("--nproc", type=int, help="start N ranks on this node under torchrun (e.g. --suite comm)")
+@click.option("--dist-timeout", type=float,
+              help="seconds a rank waits for the others (rendezvous, a collective); default 180")
+@click.option("--sizes", help="collective message sizes MIN:MAX[:FACTOR], like nccl-tests -b -e -f (8:1G:2)")
+def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force, quick, budget, strict,
+        nproc, dist_timeout, sizes):
     """Run a suite (or one benchmark), print a table, and write a result file."""
+    from gpubench import distributed
     from gpubench.device import resolve_device
     from gpubench.env import fingerprint
     from gpubench.progress import make_progress
@@ -85,7 +91,16 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
         raise GpubenchError(f"--budget {budget} must be a positive number of seconds")
     dtypes = parse_dtypes(dtype)
     shapes = [parse_shape(s) for s in shape]
-    dev = resolve_device(device)
+    # Under torchrun each rank takes its local GPU; --nproc starts torchrun, so not both.
+    rank = distributed.rank_info()
+    if nproc is not None and rank is not None:
+        raise GpubenchError("--nproc starts torchrun itself: leave it out when torchrun launches gpubench")
+    if nproc is not None and nproc < 1:
+        raise GpubenchError(f"--nproc {nproc}: need at least one process")
+    dev = resolve_device(distributed.rank_device(device, rank))
+    if nproc is not None and dev.is_cuda and nproc > torch_cuda_count():
+        raise GpubenchError(f"--nproc {nproc}: one rank per GPU, and {torch_cuda_count()} CUDA "
+                            f"device(s) are visible (use --device cpu for gloo ranks)")
 
     if benchmark:
         bench = get_benchmark(benchmark)
@@ -107,31 +122,77 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
             items = [Search(i.strategy, {**i.params, "budget_s": budget}) if isinstance(i, Search) else i
                      for i in items]
 
-    out = out or default_out_path(dev.slug, _hostname())
-    check_writable(out, force)
+    if sizes:
+        from gpubench.benches.comm import parse_sweep, resize
+
+        items = resize(items, parse_sweep(sizes))
+    world = nproc or (rank.world_size if rank else 1)
+    distributed.refuse_searches(items, world)
+    if world < 2:       # collectives are skipped alone: one record per op, not the sweep
+        from gpubench.benches.comm import alone
+
+        items = alone(items)
+    root = rank is None or rank.is_root
+    out = out or (default_out_path(dev.slug, _hostname()) if root else None)
+    if root:
+        check_writable(out, force)
+    if nproc is not None:
+        from gpubench.launch import child_args, launch
+
+        sys.exit(launch(nproc, child_args(click.get_current_context(), override={"out": out}), out))
     timer_config = TimerConfig.for_device(dev, quick=quick)
-    run_ = Run(suite=name, env=fingerprint(dev),
+    ctx = distributed.init(rank, dev, dist_timeout) if rank else None
+    run_ = Run(suite=name, env=fingerprint(dev) if root else {},
                config={"timer": timer_config.__dict__, "quick": quick, "dtypes": dtypes,
-                       "device": dev.label})
-    writer = ResultWriter(out, run_)
-    click.echo(f"gpubench {name} on {dev.label} ({dev.name}): {len(items)} item(s) → {out}", err=True)
-    runner = Runner(dev, timer_config, writer, make_progress())
+                       "device": dev.label, "world_size": world})
+    writer = ResultWriter(out, run_) if root else None     # rank 0 alone writes
+    if root:
+        click.echo(f"gpubench {name} on {dev.label} ({dev.name}): {len(items)} item(s)"
+                   + (f" × {world} ranks" if ctx else "") + f" → {out}", err=True)
+    if ctx:
+        from gpubench.runner import SilentProgress
+
+        runner = distributed.DistRunner(ctx, dev, timer_config, writer,
+                                        make_progress() if root else SilentProgress())
+    else:
+        runner = Runner(dev, timer_config, writer, make_progress())
+    finished = False
     try:
         runner.run(items)
+        finished = True
     except KeyboardInterrupt:
-        writer.close("interrupted")
-        click.echo(f"interrupted: {len(run_.records)} record(s) kept in {out}", err=True)
+        if writer:
+            writer.close("interrupted")
+            click.echo(f"interrupted: {len(run_.records)} record(s) kept in {out}", err=True)
         sys.exit(130)
+    except distributed.PeerLost as e:
+        if writer:
+            writer.close("crashed")
+        click.echo(f"gpubench: error: {e}" + (f"; {len(run_.records)} record(s) kept in {out}"
+                                              if writer else ""), err=True)
+        sys.exit(distributed.PEER_LOST_EXIT)
     except BaseException:
-        writer.close("crashed")
-        click.echo(f"gpubench crashed: {len(run_.records)} record(s) kept in {out}", err=True)
+        if writer:
+            writer.close("crashed")
+            click.echo(f"gpubench crashed: {len(run_.records)} record(s) kept in {out}", err=True)
         raise
+    finally:
+        if ctx and finished:    # a broken group may hang on the way down: exiting ends it too
+            distributed.shutdown()
+    if not root:
+        return
     writer.close("complete")
     click.echo(render(run_))
     failed = sum(r.status == "failed" for r in run_.records)
     click.echo(f"\nwrote {out}" + (f" ({failed} case(s) failed: see the table)" if failed else ""), err=True)
     if strict and failed:
         sys.exit(1)
+
+
+def torch_cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _hostname() -> str:
@@ -155,6 +216,11 @@ def _benchmark_cases(benchmark, dev, dtypes, shapes, scaling, size_bytes):
             raise GpubenchError("--dtype means nothing for membw (it copies bytes)")
         sizes = size_bytes or [(1 << 30) if dev.is_cuda else (64 << 20)]
         return [Case("membw", {"size_bytes": s}) for s in sizes]
+    from gpubench.benches.comm import COLLECTIVES, cases
+
+    if benchmark in COLLECTIVES:
+        sizes = size_bytes or [(1 << 30) if dev.is_cuda else (1 << 20)]
+        return cases(sizes, dtypes or ["fp32"], ops=[benchmark])
     return [Case(benchmark, {})]
 
 

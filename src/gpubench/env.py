@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -107,6 +108,94 @@ def relevant_env_vars() -> dict[str, str]:
     return out
 
 
+# ---- collectives: what shapes the numbers of a multi-GPU run ----
+
+def nccl_version() -> str | None:
+    try:
+        v = torch.cuda.nccl.version() if torch.cuda.is_available() else None
+    except Exception:  # noqa: BLE001 - a build without NCCL
+        return None
+    if isinstance(v, tuple):
+        return ".".join(map(str, v))
+    return str(v) if v else None
+
+
+def gpu_topology(timeout_s: float = 15.0) -> str | None:
+    """``nvidia-smi topo -m``: which GPU pairs talk over NVLink (NV#), PCIe (PIX/PHB) or the CPU."""
+    import shutil
+
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        r = subprocess.run([exe, "topo", "-m"], check=False, capture_output=True, text=True,
+                           timeout=timeout_s)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (r.stdout.strip() or None) if r.returncode == 0 else None
+
+
+def distributed_facts(device: DeviceInfo) -> dict:
+    """World size, nodes and GPUs per node as torchrun/Slurm set them, NCCL, the GPU topology."""
+    env = os.environ
+
+    def num(*names):
+        for name in names:
+            try:
+                return int(env[name])
+            except (KeyError, ValueError):
+                continue
+        return None
+
+    world = num("WORLD_SIZE") or 1
+    per_node = num("LOCAL_WORLD_SIZE")
+    nodes = num("GROUP_WORLD_SIZE", "SLURM_JOB_NUM_NODES", "SLURM_NNODES")
+    if nodes is None:
+        nodes = max(1, world // per_node) if per_node else 1
+    return {
+        "world_size": world,
+        "nodes": nodes,
+        "ranks_per_node": per_node or world,
+        "gpus_per_node": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "backend": ("nccl" if device.is_cuda else "gloo") if world > 1 else None,
+        "nccl_version": nccl_version(),
+        "topology": gpu_topology() if device.is_cuda else None,
+        "nccl_debug_file": env.get("NCCL_DEBUG_FILE"),
+    }
+
+
+# NCCL ≥ 2.19 with NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=TUNING prints on rank 0, per call:
+#   NCCL INFO AllReduce: 1073741824 Bytes -> Algo RING proto SIMPLE channel{Lo..Hi}={0..31}
+# (Bytes is count × type size: the per-rank chunk for AllGather and ReduceScatter.)
+_NCCL_TUNING = re.compile(r"NCCL INFO (\w+): (\d+) Bytes -> Algo (\w+) proto (\w+)")
+
+
+def parse_nccl_tuning(text: str) -> list[tuple[str, int, str, str]]:
+    """(function, bytes, algorithm, protocol) for each tuning line of NCCL's debug output."""
+    return [(m.group(1), int(m.group(2)), m.group(3).upper(), m.group(4).upper())
+            for m in _NCCL_TUNING.finditer(text)]
+
+
+def request_nccl_debug(environ=None) -> str | None:
+    """With GPUBENCH_NCCL_DEBUG=1, have NCCL log its per-call choices to a file; returns
+    this process's file. NCCL reads these when it starts, so call it before the group
+    forms. Off by default: a log line per call costs host time at small sizes."""
+    environ = os.environ if environ is None else environ
+    if environ.get("GPUBENCH_NCCL_DEBUG", "").lower() not in ("1", "true", "yes"):
+        return None
+    import tempfile
+
+    if "NCCL_DEBUG_FILE" not in environ:
+        folder = Path(tempfile.gettempdir()) / f"gpubench-nccl-{os.getuid()}"
+        folder.mkdir(exist_ok=True)
+        environ["NCCL_DEBUG_FILE"] = str(folder / "nccl.%h.%p.log")
+    environ.setdefault("NCCL_DEBUG", "INFO")
+    environ.setdefault("NCCL_DEBUG_SUBSYS", "INIT,TUNING")
+    # NCCL replaces %h with the host name up to its first dot and %p with the process id.
+    return (environ["NCCL_DEBUG_FILE"].replace("%h", socket.gethostname().split(".")[0])
+            .replace("%p", str(os.getpid())))
+
+
 def fingerprint(device: DeviceInfo) -> dict:
     cuda = torch.cuda.is_available()
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
@@ -139,6 +228,7 @@ def fingerprint(device: DeviceInfo) -> dict:
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
         },
+        "distributed": distributed_facts(device),
         "env_vars": relevant_env_vars(),
         "argv": sys.argv[1:],
     }

@@ -158,6 +158,49 @@ def mamf_table(records: list[Record]) -> str:
                                    "searched", "stopped"])
 
 
+def _attn_shape(p: dict) -> str:
+    return f"{p['batch']}×{p['heads']}×{p['seq']}×{p['head_dim']}"
+
+
+def _attn_case(p: dict) -> str:
+    if not {"impl", "direction", "dtype", "batch", "heads", "seq", "head_dim"} <= p.keys():
+        # Params that failed validation: say them as given.
+        return "attention " + ",".join(f"{k}={v}" for k, v in p.items())
+    return f"{p['impl']} {p['direction']} {p['dtype']} {_attn_shape(p)}" + (" causal" if p.get("causal") else "")
+
+
+def attention_table(records: list[Record]) -> str:
+    rows = []
+    for r in records:
+        if r.status != "ok":
+            continue
+        p, m = r.params, r.metrics
+        rows.append([p["impl"], p["direction"], "yes" if p["causal"] else "no", p["dtype"],
+                     _attn_shape(p), _sig(m.get("tflops")), _spread(r), _cov(r),
+                     _fmt(m.get("pct_of_peak"), 1), _fmt(m.get("power_w"), 0),
+                     f"{(r.check or {}).get('rel_err', float('nan')):.1e}"])
+    return _table(rows, ["impl", "dir", "causal", "dtype", "B×H×N×D", "TFLOP/s", "p10–p90", "CoV",
+                         "% peak", "W", "rel err"])
+
+
+def attention_compare_table(records: list[Record]) -> str:
+    # Imported here: it imports torch, which only a run with attention records needs.
+    from gpubench.benches.attention import compare
+
+    rows = []
+    for c in compare(records):
+        s = c["sdpa_tflops"]
+        rows.append([c["direction"], "yes" if c["causal"] else "no", c["dtype"], _attn_shape(c),
+                     _sig(c["triton_tflops"]), _sig(s.get("sdpa-flash")), _sig(s.get("sdpa-cudnn")),
+                     _sig(s.get("sdpa-efficient")), _sig(s.get("sdpa-math")),
+                     (c["best_sdpa"] or "—").removeprefix("sdpa-"),
+                     _fmt(c["triton_vs_best"], 2, "×"), _fmt(c["triton_vs_cudnn"], 2, "×")])
+    if not rows:
+        return ""
+    return _table(rows, ["dir", "causal", "dtype", "B×H×N×D", "Triton", "flash", "cuDNN",
+                         "efficient", "math", "best SDPA", "Triton/best", "Triton/cuDNN"])
+
+
 def problems(records: Iterable[Record]) -> list[str]:
     """Skipped and failed cases, grouped by their reason."""
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -167,6 +210,7 @@ def problems(records: Iterable[Record]) -> list[str]:
         why = r.reason if r.status == "skipped" else r.error
         p = r.params
         what = (f"{_dtype(p)} {_shape(p)}" if r.benchmark == "matmul" and "m" in p
+                else _attn_case(p) if r.benchmark == "attention"
                 else f"{r.benchmark} " + ",".join(f"{k}={v}" for k, v in p.items()))
         groups[(r.status, why or "")].append(what)
     lines = []
@@ -174,6 +218,31 @@ def problems(records: Iterable[Record]) -> list[str]:
         shown = ", ".join(whats[:4]) + (f" and {len(whats) - 4} more" if len(whats) > 4 else "")
         lines.append(f"{status} ({len(whats)}): {shown} — {why}")
     return lines
+
+
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all", "sendrecv")
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} B"
+
+
+def comm_table(records: list[Record]) -> str:
+    """nccl-tests' columns: one row per collective, size, dtype and form."""
+    rows = []
+    for r in records:
+        if r.status != "ok":
+            continue
+        p, m = r.params, r.metrics
+        rows.append([r.benchmark, _bytes(int(p.get("size_bytes", 0))), p.get("dtype"),
+                     "in" if p.get("inplace") else "out", p.get("world_size"),
+                     _fmt(m.get("latency_us"), 1), _sig(m.get("algbw_gbps")), _sig(m.get("busbw_gbps")),
+                     _fmt(m.get("straggler_ratio"), 3), _cov(r)])
+    return _table(rows, ["op", "size", "dtype", "place", "ranks", "time µs", "algbw GB/s",
+                         "busbw GB/s", "straggler", "CoV"])
 
 
 def render(run: Run, show_probes: bool = False) -> str:
@@ -192,7 +261,17 @@ def render(run: Run, show_probes: bool = False) -> str:
     if by_bench.get("mamf"):
         parts.append("maximum achievable matmul (search; the best shape re-measured)\n"
                      + mamf_table(by_bench["mamf"]))
-    known = {"membw", "matmul", "mamf"}
+    if any(r.status == "ok" for r in by_bench.get("attention", [])):
+        parts.append("attention (TFLOP/s: fwd 4·B·H·N²·D, half when causal; fwd+bwd 3.5× fwd)\n"
+                     + attention_table(by_bench["attention"]))
+        parts.append("attention: Triton vs SDPA (TFLOP/s; best SDPA = the fastest backend measured)\n"
+                     + attention_compare_table(by_bench["attention"]))
+    comm = [r for name in COLLECTIVES for r in by_bench.get(name, [])]
+    if any(r.status == "ok" for r in comm):
+        parts.append("collectives (time = slowest rank; busbw = algbw × nccl-tests' factor: "
+                     "2(n−1)/n all_reduce, (n−1)/n gather/scatter/all_to_all, 1 broadcast/sendrecv)\n"
+                     + comm_table(comm))
+    known = {"membw", "matmul", "mamf", "attention", *COLLECTIVES}
     for name, recs in by_bench.items():
         if name not in known:
             rows = [[r.case_id, r.status, ", ".join(f"{k}={_fmt(v, 3)}" for k, v in r.metrics.items()

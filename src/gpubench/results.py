@@ -62,7 +62,10 @@ UNITS = {
     "cov": "coefficient of variation (std / mean), a ratio",
     "rel_err": "‖out − ref‖ / ‖ref‖ against a float64 reference, a ratio",
     "flops": "floating-point operations per iteration",
+    "flop_per_byte": "arithmetic intensity: floating-point operations per byte moved",
     "speedup": "ratio",
+    "_us": "microseconds",
+    "straggler_ratio": "slowest rank's median iteration time ÷ the fastest rank's, a ratio",
 }
 
 

@@ -79,4 +79,49 @@ register_suite(Suite(
     cpu=tuple(sweep("membw", size_bytes=[1 << 22, 1 << 24, 1 << 26])),
 ))
 
+# Attention at a fixed number of tokens per batch (batch = ATTN_TOKENS // seq) and a fixed
+# model width (heads = ATTN_WIDTH // head_dim), as in the FlashAttention papers' sweeps: the
+# projections around it would cost the same at every seq, so only the N² part grows.
+ATTN_TOKENS, ATTN_WIDTH = 16384, 2048
+ATTN_IMPLS = ["triton", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa-math"]
+
+
+def attention_shapes(seqs, head_dims, tokens: int = ATTN_TOKENS, width: int = ATTN_WIDTH) -> list[dict]:
+    return [{"batch": max(1, tokens // s), "heads": width // d, "seq": s, "head_dim": d}
+            for d in head_dims for s in seqs]
+
+
+register_suite(Suite(
+    name="attention",
+    description="attention fwd and fwd+bwd, seq 512 to 16k: the Triton kernel against each SDPA backend",
+    # impl is the last axis, so the implementations of one case run (and print) together.
+    # The math backend materialises B·H·N² fp32 scores: at 16k that is 16-32 GiB per
+    # tensor, four of them with the backward, for a baseline everyone knows is slow;
+    # above 8k it would only stretch the suite's time (and at head_dim 64 not fit in 80 GB).
+    gpu=tuple(c for c in sweep("attention", {"dtype": "bf16"}, direction=["fwd", "fwd+bwd"],
+                               causal=[False, True],
+                               shape=attention_shapes([512, 1024, 2048, 4096, 8192, 16384], [64, 128]),
+                               impl=ATTN_IMPLS)
+              if not (c.params["impl"] == "sdpa-math" and c.params["seq"] > 8192)),
+    # Tiny fp32 shapes prove the path (probe, check, timer, schema, report) in seconds;
+    # seq 100 is no multiple of any block size. The Triton kernel is recorded as skipped.
+    cpu=tuple(sweep("attention", {"dtype": "fp32"}, direction=["fwd", "fwd+bwd"], causal=[False, True],
+                    shape=[{"batch": 2, "heads": 2, "seq": 64, "head_dim": 32},
+                           {"batch": 1, "heads": 2, "seq": 100, "head_dim": 16}],
+                    impl=["sdpa-math", "triton"])),
+))
+
+# Collectives, nccl-tests style: every op × dtype × its in-place forms over a size sweep
+# (GPU: 8 B to 1 GiB in ×8 steps, nccl-tests' -b 8 -e 1G -f 8; --sizes changes it). On a
+# CPU, gloo ranks with small messages prove the path. One process records them skipped.
+from gpubench.benches.comm import cases as comm_cases, size_sweep  # noqa: E402
+
+register_suite(Suite(
+    name="comm",
+    description="collectives (all_reduce, all_gather, reduce_scatter, broadcast, all_to_all, sendrecv): "
+                "algbw and busbw as nccl-tests counts them; ≥2 ranks (--nproc N or torchrun)",
+    gpu=tuple(comm_cases(size_sweep(8, 1 << 30, 8), dtypes=("fp32", "bf16"))),
+    cpu=tuple(comm_cases([1 << 12, 1 << 20], dtypes=("fp32", "bf16"))),
+))
+
 __all__ = ["Case", "Search"]

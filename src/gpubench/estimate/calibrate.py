@@ -79,7 +79,7 @@ _DTYPE_ALIASES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float3
                   "float": "fp32", "fp8": "fp8_e4m3", "float8_e4m3fn": "fp8_e4m3",
                   "float8_e5m2": "fp8_e5m2"}
 _SIZE_KEYS = ("size_bytes", "message_bytes", "msg_bytes", "nbytes", "bytes", "size")
-_UNFUSED = {"math", "unfused", "eager", "naive", "reference"}
+_UNFUSED = {"math", "sdpa-math", "unfused", "eager", "naive", "reference"}
 
 
 @dataclass
