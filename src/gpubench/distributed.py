@@ -37,9 +37,9 @@ import torch
 
 from gpubench.device import DeviceInfo
 from gpubench.errors import CheckFailed, GpubenchError, SkipCase
-from gpubench.registry import Search, get_benchmark
+from gpubench.registry import Search
 from gpubench.results import Record, clean_floats, utc_now
-from gpubench.runner import Runner, _is_oom, _one_line, _release, memory_problem
+from gpubench.runner import Runner, _is_oom, _one_line, _release, set_up
 from gpubench.telemetry import Sampler
 from gpubench.timing import Measurement, Stats, Timer, TimerConfig
 
@@ -267,18 +267,9 @@ def shutdown() -> None:
 
 # ---- timing in step ----
 
-def _warm(fn, device: DeviceInfo, flush, iters: int) -> float:
+def _warm(timer: Timer, fn, flush, iters: int) -> float:
     """Run ``iters`` synchronised iterations; return seconds per iteration."""
-    busy = 0.0
-    for _ in range(iters):
-        if flush is not None:
-            flush()
-            device.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        device.synchronize()
-        busy += time.perf_counter() - t0
-    return busy / max(iters, 1)
+    return sum(timer.run_once(fn, flush) for _ in range(iters)) / max(iters, 1)
 
 
 def measure(fn: Callable[[], object], ctx: DistContext, cfg: TimerConfig, *,
@@ -297,20 +288,15 @@ def measure(fn: Callable[[], object], ctx: DistContext, cfg: TimerConfig, *,
         fn, method = timer._graphed(fn, cfg.graph_reps), "cuda_graph"
     t0 = time.perf_counter()
     first = max(cfg.min_warmup_iters, 1)
-    per_iter = ctx.max_float(_warm(fn, device, flush, first))
+    per_iter = ctx.max_float(_warm(timer, fn, flush, first))
     # From here on every rank computes the same integers from the same number.
     more = max(0, min(cfg.max_iters, int(cfg.warmup_s / max(per_iter, 1e-9))) - first)
-    _warm(fn, device, flush, more)
+    _warm(timer, fn, flush, more)
     iters = int(min(cfg.max_iters, max(cfg.min_iters, cfg.measure_s / max(per_iter, 1e-9))))
     warm_s = time.perf_counter() - t0
     ctx.barrier()       # start together: an early rank would otherwise time its wait
     with Sampler(telemetry) as sampler:
-        if device.is_cuda:
-            mine = timer._time_events(fn, flush, iters)
-        else:
-            mine = timer._time_host(fn, flush, iters)
-    if method == "cuda_graph":
-        mine = [s / cfg.graph_reps for s in mine]
+        mine = timer.samples(fn, flush, iters, cfg.graph_reps if method == "cuda_graph" else 1)
     table = ctx.gather_samples(mine)
     slowest = [max(col) for col in zip(*table)]
     stats = Stats.from_samples(slowest)
@@ -414,13 +400,7 @@ class DistRunner(Runner):
         try:
             # 1. Set-up, local to each rank: allocation and fills, no collective yet.
             try:
-                bench = get_benchmark(case.benchmark)
-                params = bench.normalize(case.params)
-                base["params"] = params
-                problem = memory_problem(bench, params, self.device)
-                if problem:
-                    raise GpubenchError(f"out of memory: {problem}")
-                work = bench.prepare(params, self.device)
+                bench, params, work = set_up(case, self.device, base)
             except Exception as e:  # noqa: BLE001 - shared with the other ranks below
                 status, msg = _outcome(e)
             status, msg = self._agree(status, msg)

@@ -79,6 +79,18 @@ def _release(device: DeviceInfo) -> None:
         torch.cuda.empty_cache()
 
 
+def set_up(case: Case, device: DeviceInfo, base: dict):
+    """(benchmark, normalized params, workload) for a case; ``base["params"]`` gets the
+    normalized params as soon as they exist. A case that cannot fit raises GpubenchError."""
+    bench = get_benchmark(case.benchmark)
+    params = bench.normalize(case.params)
+    base["params"] = params
+    problem = memory_problem(bench, params, device)
+    if problem:
+        raise GpubenchError(f"out of memory: {problem}")
+    return bench, params, bench.prepare(params, device)
+
+
 class Runner:
     def __init__(self, device: DeviceInfo, timer_config: TimerConfig | None = None,
                  writer: ResultWriter | None = None, progress: Progress | None = None,
@@ -125,14 +137,7 @@ class Runner:
                 "device": self.device.label, "started_at": started}
         work: Workload | None = None
         try:
-            bench = get_benchmark(case.benchmark)
-            params = bench.normalize(case.params)
-            base["params"] = params
-            problem = memory_problem(bench, params, self.device)
-            if problem:
-                return Record(status="failed", error=f"out of memory: {problem}",
-                              duration_s=time.perf_counter() - t0, **base)
-            work = bench.prepare(params, self.device)
+            bench, params, work = set_up(case, self.device, base)
             with work.context():
                 check = work.check() if work.check else None
                 m = self.timer.measure(work.fn, flush_l2=work.flush_l2,

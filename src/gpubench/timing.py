@@ -152,12 +152,7 @@ class Timer:
         warm_iters, warm_s, per_iter_s = self._warm_up(fn, flush, cfg)
         iters = int(min(cfg.max_iters, max(cfg.min_iters, cfg.measure_s / max(per_iter_s, 1e-9))))
         with Sampler(self.telemetry) as sampler:
-            if self.device.is_cuda:
-                samples = self._time_events(fn, flush, iters)
-            else:
-                samples = self._time_host(fn, flush, iters)
-        if method == "cuda_graph":
-            samples = [s / cfg.graph_reps for s in samples]
+            samples = self.samples(fn, flush, iters, cfg.graph_reps if method == "cuda_graph" else 1)
         stats = Stats.from_samples(samples)
         return Measurement(
             stats=stats, samples_s=samples, method=method, warmup_iters=warm_iters,
@@ -171,17 +166,30 @@ class Timer:
         iters, busy = 0, 0.0
         start = time.perf_counter()
         while True:
-            if flush is not None:
-                flush()
-                self.device.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            self.device.synchronize()
-            busy += time.perf_counter() - t0
+            busy += self.run_once(fn, flush)
             iters += 1
             if iters >= cfg.min_warmup_iters and time.perf_counter() - start >= cfg.warmup_s:
                 break
         return iters, time.perf_counter() - start, busy / iters
+
+    def run_once(self, fn, flush) -> float:
+        """One iteration between synchronisations, as warm-up runs them: its host seconds."""
+        if flush is not None:
+            flush()
+            self.device.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        self.device.synchronize()
+        return time.perf_counter() - t0
+
+    def samples(self, fn, flush, iters: int, reps_per_call: int = 1) -> list[float]:
+        """Seconds per iteration of ``iters`` timed calls: CUDA events on a GPU, the host
+        clock on a CPU; a call that replays ``reps_per_call`` iterations is divided."""
+        if self.device.is_cuda:
+            times = self._time_events(fn, flush, iters)
+        else:
+            times = self._time_host(fn, flush, iters)
+        return [t / reps_per_call for t in times] if reps_per_call != 1 else times
 
     def _time_events(self, fn, flush, iters: int) -> list[float]:
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
