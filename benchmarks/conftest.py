@@ -233,7 +233,8 @@ def gpubench_run(benchmark, gpubench_device, gpubench_flusher, pytestconfig):
             metrics = bench.metrics(params, work, median, device, None, aux_s)
             info["median_s"] = median
             info["metrics"] = metrics
-            for key in ("tflops", "gbps", "pct_of_peak", "scaling_s", "tflops_incl_scaling"):
+            for key in ("tflops", "gbps", "pct_of_peak", "scaling_s", "tflops_incl_scaling",
+                        "tokens_per_s", "mfu"):
                 if metrics.get(key) is not None:
                     info[key] = metrics[key]
         benchmark.extra_info.update(json.loads(json.dumps(clean_floats(info), default=str)))

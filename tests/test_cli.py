@@ -129,12 +129,15 @@ def test_mixed_precision_suite_end_to_end_on_cpu(tmp_path, gpubench_cmd, sub_env
     for r in ok:
         assert r.device == "cpu" and r.timing["median_s"] > 0 and r.timing["n"] >= 3
         assert r.check["rel_err"] <= r.check["tolerance"]
-        assert r.metrics["pct_of_peak"] is None             # no borrowed peak for a CPU
+        # No borrowed peak for a CPU: no % of peak, no MFU.
+        assert r.metrics.get("pct_of_peak") is None and r.metrics.get("mfu") is None
         if r.benchmark == "matmul":
             m, n, k = r.params["m"], r.params["n"], r.params["k"]
             assert r.work["flops"] == 2 * m * n * k
             assert r.metrics["tflops"] == pytest.approx(2 * m * n * k / r.timing["median_s"] / 1e12)
     assert any(r.benchmark == "membw" and r.metrics["gbps"] > 0 for r in ok)
+    steps = {r.params["dtype"] for r in ok if r.benchmark == "transformer-step"}
+    assert steps == {"fp32", "bf16", "fp16", "fp8_e4m3"}      # the model-level row of each precision
     assert any("scaling_s" in r.metrics for r in ok if r.params.get("dtype") == "fp8_e4m3")
     # The table on stdout and `gpubench show` agree.
     assert "TFLOP/s" in proc.stdout and "device: cpu" in proc.stdout

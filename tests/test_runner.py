@@ -113,7 +113,7 @@ def test_mamf_search_on_cpu(cpu):
     from gpubench.registry import Search
 
     runner = Runner(cpu, FAST)
-    records = runner.run([Search("mamf", {"dtype": "fp32", "lo": 64, "hi": 256, "budget_s": 2.0,
+    records = runner.run([Search("mamf", {"dtype": "fp32", "lo": 64, "hi": 256, "budget_s": 4.0,
                                           "step_min": 64})])
     summary = records[-1]
     assert summary.benchmark == "mamf" and summary.status == "ok", summary.error

@@ -39,6 +39,18 @@ def parse_shape(text: str) -> dict:
     return {"m": m, "n": n, "k": k}
 
 
+def parse_params(items) -> dict:
+    """KEY=VALUE pairs; values stay text (each benchmark's normalize parses its own)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not value.strip():
+            raise GpubenchError(f"-p {item!r} is not KEY=VALUE")
+        out[key] = value.strip()
+    return out
+
+
 def parse_dtypes(text: str | None) -> list[str] | None:
     if not text:
         return None
@@ -72,14 +84,16 @@ def cli():
 @click.option("--dist-timeout", type=float,
               help="seconds a rank waits for the others (rendezvous, a collective); default 180")
 @click.option("--sizes", help="collective message sizes MIN:MAX[:FACTOR], like nccl-tests -b -e -f (8:1G:2)")
+@click.option("-p", "--param", "param_items", multiple=True, metavar="KEY=VALUE",
+              help="a parameter of --benchmark's cases, e.g. -p model=1.3b -p compile=true (repeatable)")
 def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force, quick, budget, strict,
-        nproc, dist_timeout, sizes):
+        nproc, dist_timeout, sizes, param_items):
     """Run a suite (or one benchmark), print a table, and write a result file."""
     from gpubench import distributed
     from gpubench.device import resolve_device
     from gpubench.env import fingerprint
     from gpubench.progress import make_progress
-    from gpubench.registry import Search, get_benchmark, get_suite
+    from gpubench.registry import Case, Search, get_benchmark, get_suite
     from gpubench.report import render
     from gpubench.results import ResultWriter, Run, check_writable
     from gpubench.runner import Runner, memory_problem
@@ -91,6 +105,9 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
         raise GpubenchError(f"--budget {budget} must be a positive number of seconds")
     dtypes = parse_dtypes(dtype)
     shapes = [parse_shape(s) for s in shape]
+    extra = parse_params(param_items)
+    if extra and not benchmark:
+        raise GpubenchError("-p/--param sets parameters of --benchmark's cases; a suite's cases are fixed")
     # Under torchrun each rank takes its local GPU; --nproc starts torchrun, so not both.
     rank = distributed.rank_info()
     if nproc is not None and rank is not None:
@@ -104,7 +121,8 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
 
     if benchmark:
         bench = get_benchmark(benchmark)
-        items = _benchmark_cases(benchmark, dev, dtypes, shapes, scaling, size_bytes)
+        items = [Case(c.benchmark, {**c.params, **extra})
+                 for c in _benchmark_cases(benchmark, dev, dtypes, shapes, scaling, size_bytes)]
         for case in items:
             params = bench.normalize(case.params)
             problem = memory_problem(bench, params, dev)
@@ -115,7 +133,7 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
         if shapes or size_bytes:
             raise GpubenchError("--shape and --size go with --benchmark, not with a suite")
         name = suite or "mixed-precision"
-        items = get_suite(name).items(dev, dtypes)
+        items = get_suite(name).items(dev, dtypes, nproc or (rank.world_size if rank else 1))
         if not items:
             raise GpubenchError(f"suite {name} has no {dev.type} cases for --dtype {dtype}")
         if budget is not None:
@@ -216,6 +234,11 @@ def _benchmark_cases(benchmark, dev, dtypes, shapes, scaling, size_bytes):
             raise GpubenchError("--dtype means nothing for membw (it copies bytes)")
         sizes = size_bytes or [(1 << 30) if dev.is_cuda else (64 << 20)]
         return [Case("membw", {"size_bytes": s}) for s in sizes]
+    if benchmark == "transformer-step":
+        if shapes or size_bytes:
+            raise GpubenchError("--shape and --size mean nothing for transformer-step: use -p model=NAME")
+        model = "350m" if dev.is_cuda else "tiny"
+        return [Case(benchmark, {"model": model, "dtype": d}) for d in dtypes or ["bf16"]]
     from gpubench.benches.comm import COLLECTIVES, cases
 
     if benchmark in COLLECTIVES:
@@ -245,7 +268,7 @@ def list_():
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--probes", is_flag=True, help="also list every shape a mamf search probed")
+@click.option("--probes", is_flag=True, help="also list every probe a search ran (mamf shapes, fits sizes)")
 def show(files, probes):
     """Print the tables of one or more result files."""
     from gpubench.report import render

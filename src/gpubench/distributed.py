@@ -406,7 +406,7 @@ class DistRunner(Runner):
             status, msg = self._agree(status, msg)
             if status != "ok":
                 return ended(status, msg)
-            cfg = timer_config or self.timer.config
+            cfg = timer_config or self.timer.config.for_work(work.timer)
             with work.context():
                 # 2. The correctness check (runs the collective once on known data).
                 check = None
@@ -434,7 +434,12 @@ class DistRunner(Runner):
             telemetry = self._telemetry(m.telemetry)      # the last collective of the case
             try:
                 aux_s = {name: am.stats.median_s for name, am in aux.items()}
-                metrics = bench.metrics(params, work, m.stats.median_s, self.device, m.telemetry, aux_s)
+                seconds = m.stats.median_s
+                if work.info.get("ranks_independent"):
+                    # Ranks that never communicate are not in step: the max of their i-th
+                    # iterations adds noise, not work. The slowest rank's own median is the rate.
+                    seconds = max(m.extra["rank_median_s"])
+                metrics = bench.metrics(params, work, seconds, self.device, m.telemetry, aux_s)
             except Exception as e:  # noqa: BLE001 - local from here on: no rank waits on it
                 return ended(*_outcome(e))
             metrics["straggler_ratio"] = m.extra["straggler_ratio"]

@@ -34,6 +34,7 @@ class Workload:
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     aux: dict[str, Callable[[], object]] = field(default_factory=dict)   # timed separately
     info: dict[str, Any] = field(default_factory=dict)                   # facts for the record
+    timer: Mapping[str, Any] | None = None           # TimerConfig fields this work needs (long steps)
 
 
 class Benchmark(ABC):
@@ -107,9 +108,18 @@ class Suite:
     description: str
     gpu: tuple[Case | Search, ...]
     cpu: tuple[Case | Search, ...]
+    # What the suite runs with two or more ranks (--nproc N, torchrun), when it differs:
+    # e.g. one model trained alone, with DDP and with FSDP, to measure scaling.
+    multi_gpu: tuple[Case | Search, ...] = ()
+    multi_cpu: tuple[Case | Search, ...] = ()
 
-    def items(self, device: DeviceInfo, dtypes: Iterable[str] | None = None) -> list[Case | Search]:
-        chosen = list(self.gpu if device.is_cuda else self.cpu)
+    def items(self, device: DeviceInfo, dtypes: Iterable[str] | None = None,
+              world_size: int = 1) -> list[Case | Search]:
+        multi = self.multi_gpu if device.is_cuda else self.multi_cpu
+        if world_size > 1 and multi:
+            chosen = list(multi)
+        else:
+            chosen = list(self.gpu if device.is_cuda else self.cpu)
         if dtypes is not None:
             wanted = set(dtypes)
             chosen = [c for c in chosen if c.params.get("dtype") in wanted or "dtype" not in c.params]

@@ -245,11 +245,210 @@ def comm_table(records: list[Record]) -> str:
                          "busbw GB/s", "straggler", "CoV"])
 
 
+# ---- transformer-step: a training step; cross-record ratios from equal cases ----
+
+STEP = "transformer-step"
+FITS = "transformer-fits"
+# A case's shape overrides: the named size with any of these is a different model.
+_SHAPE_KEYS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "seq", "vocab", "mlp", "pos")
+
+
+def _count(n) -> str:
+    """A parameter count, 3 significant figures: 1.44B, 355M, 164K."""
+    if n is None:
+        return "?"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def _gib(n) -> str:
+    return _sig(n / 2**30) if n is not None else "—"
+
+
+def _pct(fraction, digits: int = 1) -> str:
+    return "—" if fraction is None else f"{100 * fraction:.{digits}f}"
+
+
+def _world(r: Record) -> int:
+    return int((r.work or {}).get("world_size") or 1)
+
+
+def _model(r: Record) -> str:
+    p, model = r.params, (r.work or {}).get("model") or {}
+    name = p.get("model", "?") + ("*" if any(k in p for k in _SHAPE_KEYS) else "")
+    return f"{name} ({_count(model['params'])})" if model.get("params") else name
+
+
+def _step_dtype(p: dict) -> str:
+    return "fp8" if p.get("dtype") == "fp8_e4m3" else str(p.get("dtype"))
+
+
+def _step_case(r: Record, without: str) -> str:
+    """What the records of one comparison group share, in words (the varied param left out)."""
+    p = r.params
+    parts = [_model(r)]
+    if without != "dtype":
+        parts.append(_step_dtype(p))
+    parts.append(f"mb{p.get('micro_batch')}" + (f"×{p['grad_accum']}" if p.get("grad_accum", 1) > 1 else ""))
+    if without != "checkpointing" and p.get("checkpointing", "none") != "none":
+        parts.append(f"ckpt={p['checkpointing']}")
+    if p.get("compile"):
+        parts.append("compile")
+    if without != "parallel" and p.get("parallel", "none") != "none":
+        parts.append(p["parallel"])
+    if p.get("attention", "sdpa") != "sdpa":
+        parts.append(f"{p['attention']} attn")
+    shape = [f"{k}={p[k]}" for k in _SHAPE_KEYS if k in p]
+    return " ".join(parts + shape)
+
+
+def _steps(records: list[Record]) -> list[Record]:
+    """The measured steps a table reports: ok, and not a search's quick probe."""
+    return [r for r in records if r.benchmark == STEP and r.status == "ok" and not r.params.get("search")]
+
+
+def _groups(records: list[Record], vary: str) -> list[list[Record]]:
+    """Records equal in every param but ``vary`` (and run on one device and world size),
+    in first-seen order; groups of one compare nothing and are dropped."""
+    groups: dict[tuple, list[Record]] = {}
+    for r in _steps(records):
+        key = (r.device, _world(r), tuple(sorted((k, repr(v)) for k, v in r.params.items() if k != vary)))
+        groups.setdefault(key, []).append(r)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _ratio(value, base, digits: int = 2, suffix: str = "×") -> str:
+    # No baseline (or a zero one) gives "—": a ratio is never guessed.
+    return _fmt(value / base, digits, suffix) if value is not None and base else "—"
+
+
+def transformer_table(records: list[Record]) -> str:
+    rows = []
+    steps = [r for r in records if r.benchmark == STEP and r.status == "ok"]
+    multi = any(_world(r) > 1 for r in steps)
+    for r in steps:
+        p, m = r.params, r.metrics
+        world = _world(r)
+        parallel = p.get("parallel", "none")
+        energy = m.get("energy_per_token_j")
+        saved = m.get("saved_activation_bytes")
+        rows.append([
+            _model(r), _step_dtype(p), f"{p.get('micro_batch')}×{p.get('grad_accum', 1)}",
+            p.get("checkpointing", "none"), "yes" if p.get("compile") else "—",
+            (parallel + (f" ×{world}" if world > 1 else "")) if parallel != "none" or world > 1 else "—",
+            p.get("attention") if p.get("attention", "sdpa") != "sdpa" else "—",
+            "fits probe" if p.get("search") else "—",
+            _sig(m["step_s"] * 1e3) if m.get("step_s") else "—", _sig(m.get("tokens_per_s")),
+            _sig(m.get("tokens_per_s_per_gpu")) if multi else "—",
+            _pct(m.get("mfu")), _pct(m.get("hfu")), _gib(m.get("peak_memory_bytes")),
+            _sig(saved / 2**20) if saved is not None else "—",
+            _sig(energy * 1e3) if energy is not None else "—", _sig(m.get("usd_per_million_tokens")),
+        ])
+    return _table(rows, ["model (params)", "dtype", "mb×accum", "ckpt", "compile", "parallel", "attention",
+                         "search", "step ms", "tokens/s", "tokens/s/GPU", "MFU %", "HFU %", "peak GiB",
+                         "saved act. MiB", "mJ/token", "$/M tokens"])
+
+
+def transformer_speedup_table(records: list[Record]) -> str:
+    rows = []
+    for group in _groups(records, "dtype"):
+        by_dtype = {r.params["dtype"]: r.metrics.get("tokens_per_s") for r in group}
+        for r in group:
+            t = r.metrics.get("tokens_per_s")
+            rows.append([_step_case(r, "dtype"), _step_dtype(r.params), _sig(t),
+                         _ratio(t, by_dtype.get("fp32")), _ratio(t, by_dtype.get("bf16"))])
+    if not rows:
+        return ""
+    return _table(rows, ["case", "dtype", "tokens/s", "× fp32", "× bf16"])
+
+
+def _on_cuda(r: Record) -> bool:
+    # A CUDA peak is the allocator's exact count; a CPU's is the process RSS, too noisy
+    # for a few-MiB difference, so CPU records compare the counted saved activations.
+    source = str((r.metrics or {}).get("peak_memory_source") or "")
+    return "cuda" in source or str(r.device).startswith("cuda")
+
+
+def _saved_pct(value, base) -> str:
+    return _fmt(100 * (1 - value / base), 1) if value is not None and base else "—"
+
+
+def _added_pct(value, base) -> str:
+    return _fmt(100 * (value / base - 1), 1) if value is not None and base else "—"
+
+
+def checkpointing_table(records: list[Record]) -> str:
+    rows = []
+    for group in _groups(records, "checkpointing"):
+        none = next((r for r in group if r.params.get("checkpointing") == "none"), None)
+        base = none.metrics if none else {}
+        for r in group:
+            m, cuda = r.metrics, _on_cuda(r)
+            peak, act = m.get("peak_memory_bytes"), m.get("saved_activation_bytes")
+            rows.append([
+                _step_case(r, "checkpointing"), r.params.get("checkpointing"),
+                _sig(m["step_s"] * 1e3) if m.get("step_s") else "—",
+                _added_pct(m.get("step_s"), base.get("step_s")),
+                _gib(peak) if cuda else "—",
+                _saved_pct(peak, base.get("peak_memory_bytes")) if cuda else "—",
+                _sig(act / 2**20) if act is not None else "—",
+                _saved_pct(act, base.get("saved_activation_bytes")) if not cuda else "—",
+            ])
+    if not rows:
+        return ""
+    return _table(rows, ["case", "ckpt", "step ms", "time added %", "peak GiB (CUDA)",
+                         "memory saved % (CUDA peak)", "saved act. MiB",
+                         "memory saved % (saved activations, CPU)"])
+
+
+def scaling_table(records: list[Record]) -> str:
+    rows = []
+    multi = [r for r in records if _world(r) > 1]
+    for group in _groups(multi, "parallel"):
+        none = next((r for r in group if r.params.get("parallel") == "none"), None)
+        # parallel=none on N ranks: N independent replicas, so its per-GPU rate is
+        # what a rank does with no communication at all: the per-GPU baseline.
+        base = none.metrics.get("tokens_per_s_per_gpu") if none else None
+        for r in group:
+            per_gpu = r.metrics.get("tokens_per_s_per_gpu")
+            rows.append([_step_case(r, "parallel"), r.params.get("parallel"), _world(r),
+                         _sig(r.metrics.get("tokens_per_s")), _sig(per_gpu),
+                         _pct(per_gpu / base) if per_gpu is not None and base else "—"])
+    if not rows:
+        return ""
+    return _table(rows, ["case", "parallel", "ranks", "tokens/s (all)", "tokens/s/GPU",
+                         "scaling efficiency %"])
+
+
+def fits_table(records: list[Record]) -> str:
+    rows = []
+    for r in records:
+        if r.benchmark != FITS or r.status != "ok":
+            continue
+        p, m = r.params, r.metrics
+        need = m.get("next_needed_bytes_est")
+        nxt = (f"{m['next_model']} (~{_gib(need)} GiB est.)" if m.get("next_model")
+               else "top of ladder" if m.get("top_of_ladder") else "—")
+        rows.append([f"{_step_dtype(p)} ckpt={p.get('checkpointing')} mb{p.get('micro_batch')}",
+                     f"{m.get('largest_model')} ({_count(m.get('largest_params'))})",
+                     _gib(m.get("peak_memory_bytes")), _gib(m.get("memory_headroom_bytes")),
+                     _gib(m.get("limit_bytes") or p.get("limit_bytes")), nxt,
+                     _sig(m.get("tokens_per_s")), _pct(m.get("mfu"))])
+    if not rows:
+        return ""
+    return _table(rows, ["mode", "largest that fits", "peak GiB", "headroom GiB", "limit GiB",
+                         "next size (need)", "tokens/s", "MFU %"])
+
+
 def render(run: Run, show_probes: bool = False) -> str:
     parts = ["\n".join(header(run))]
     by_bench: dict[str, list[Record]] = defaultdict(list)
     for r in run.records:
         if r.benchmark == "matmul" and str(r.params.get("search", "")).startswith("mamf") and not show_probes:
+            continue
+        if r.benchmark == STEP and r.params.get("search") == "fits" and not show_probes:
             continue
         by_bench[r.benchmark].append(r)
     if by_bench.get("membw"):
@@ -271,7 +470,23 @@ def render(run: Run, show_probes: bool = False) -> str:
         parts.append("collectives (time = slowest rank; busbw = algbw × nccl-tests' factor: "
                      "2(n−1)/n all_reduce, (n−1)/n gather/scatter/all_to_all, 1 broadcast/sendrecv)\n"
                      + comm_table(comm))
-    known = {"membw", "matmul", "mamf", "attention", *COLLECTIVES}
+    steps = by_bench.get(STEP, [])
+    if any(r.status == "ok" for r in steps):
+        parts.append("transformer training step (fwd+bwd+AdamW; tokens/s over all ranks; MFU = model FLOP/s ÷ "
+                     "dense peak, HFU adds checkpointing's recomputation; peak = CUDA allocator or CPU RSS)\n"
+                     + transformer_table(steps))
+        for title, table in (("transformer: speed-up by precision (tokens/s ÷ the same case in fp32, bf16)",
+                              transformer_speedup_table(steps)),
+                             ("transformer: activation checkpointing vs none (same case otherwise)",
+                              checkpointing_table(steps)),
+                             (("transformer: DDP/FSDP scaling (efficiency = tokens/s per GPU ÷ parallel=none's, "
+                               "each rank an independent replica)"), scaling_table(steps))):
+            if table:
+                parts.append(f"{title}\n{table}")
+    if any(r.status == "ok" for r in by_bench.get(FITS, [])):
+        parts.append("transformer: largest model that trains (size ladder climbed with real steps)\n"
+                     + fits_table(by_bench[FITS]))
+    known = {"membw", "matmul", "mamf", "attention", *COLLECTIVES, STEP, FITS}
     for name, recs in by_bench.items():
         if name not in known:
             rows = [[r.case_id, r.status, ", ".join(f"{k}={_fmt(v, 3)}" for k, v in r.metrics.items()

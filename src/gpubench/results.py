@@ -66,6 +66,13 @@ UNITS = {
     "speedup": "ratio",
     "_us": "microseconds",
     "straggler_ratio": "slowest rank's median iteration time ÷ the fastest rank's, a ratio",
+    "tokens_per_s": "training tokens per second (all ranks; _per_gpu: one rank's)",
+    "mfu": "model FLOP/s (PaLM's 6·N + 12·L·H·Q·T per token) ÷ dense datasheet peak, a fraction 0-1",
+    "hfu": "hardware FLOP/s (model FLOPs plus checkpointing's recomputation) ÷ dense peak, a fraction 0-1",
+    "usd_per_gpu_hour": "US dollars per GPU-hour",
+    "usd_per_million_tokens": "US dollars per 1e6 training tokens at usd_per_gpu_hour",
+    "memory_fraction": "peak memory ÷ the device's total memory, a fraction 0-1",
+    "loss": "training cross-entropy, nats per token",
 }
 
 

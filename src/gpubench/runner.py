@@ -7,8 +7,10 @@ suite goes on. Each record reaches the file the moment it exists.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import re
 import time
 import traceback
 from dataclasses import asdict
@@ -49,15 +51,56 @@ def free_memory_bytes(device: DeviceInfo) -> int:
         return device.total_memory_bytes
 
 
+class OutOfMemory(GpubenchError):
+    """Refused before allocating: the case's own estimate exceeds the free memory."""
+
+    def __init__(self, message: str, need: int, free: int):
+        super().__init__(message)
+        self.need, self.free = need, free
+
+
 def memory_problem(bench, params: Mapping[str, Any], device: DeviceInfo) -> str | None:
+    try:
+        check_memory(bench, params, device)
+    except OutOfMemory as e:
+        return str(e)
+    return None
+
+
+def check_memory(bench, params: Mapping[str, Any], device: DeviceInfo) -> None:
     need = bench.memory_bytes(params)
     if need is None:
-        return None
+        return
     free = free_memory_bytes(device)
     if need > free:
-        return (f"needs {need / 2**30:.2f} GiB of memory, {device.label} has "
-                f"{free / 2**30:.2f} GiB free ({device.total_memory_bytes / 2**30:.1f} GiB total)")
-    return None
+        raise OutOfMemory(f"needs {need / 2**30:.2f} GiB of memory, {device.label} has "
+                          f"{free / 2**30:.2f} GiB free ({device.total_memory_bytes / 2**30:.1f} GiB total)",
+                          need, free)
+
+
+_REQUESTED = re.compile(r"tried to allocate ([\d.]+) ?(bytes|[kmgt]i?b)", re.IGNORECASE)
+_UNITS = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def memory_facts(exc: BaseException, bench, params, device: DeviceInfo) -> dict[str, Any]:
+    """What a failed record says about memory: the allocation that failed (CUDA's message
+    names it), the peak reached, and the case's own estimate of what it needs."""
+    facts: dict[str, Any] = {}
+    if isinstance(exc, OutOfMemory):
+        facts.update(memory_needed_bytes=exc.need, memory_free_bytes=exc.free)
+        return facts
+    match = _REQUESTED.search(str(exc))
+    if match:
+        facts["memory_requested_bytes"] = int(float(match.group(1)) * _UNITS[match.group(2)[0].lower()])
+    if device.is_cuda:
+        facts["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(device.index))
+    if bench is not None and params is not None:
+        with contextlib.suppress(Exception):
+            need = bench.memory_bytes(params)
+            if need is not None:
+                facts["memory_needed_bytes"] = int(need)
+    facts["memory_total_bytes"] = device.total_memory_bytes
+    return facts
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -85,9 +128,10 @@ def set_up(case: Case, device: DeviceInfo, base: dict):
     bench = get_benchmark(case.benchmark)
     params = bench.normalize(case.params)
     base["params"] = params
-    problem = memory_problem(bench, params, device)
-    if problem:
-        raise GpubenchError(f"out of memory: {problem}")
+    try:
+        check_memory(bench, params, device)
+    except OutOfMemory as e:
+        raise OutOfMemory(f"out of memory: {e}", e.need, e.free) from None
     return bench, params, bench.prepare(params, device)
 
 
@@ -140,8 +184,9 @@ class Runner:
             bench, params, work = set_up(case, self.device, base)
             with work.context():
                 check = work.check() if work.check else None
+                cfg = timer_config or self.timer.config.for_work(work.timer)
                 m = self.timer.measure(work.fn, flush_l2=work.flush_l2,
-                                       cuda_graph=work.cuda_graph, config=timer_config)
+                                       cuda_graph=work.cuda_graph, config=cfg)
                 aux = {name: self.timer.measure(fn, config=_aux_config(self.timer.config))
                        for name, fn in work.aux.items()}
             aux_s = {name: am.stats.median_s for name, am in aux.items()}
@@ -159,13 +204,22 @@ class Runner:
         except CheckFailed as e:
             return Record(status="failed", error=f"correctness check failed: {e}",
                           duration_s=time.perf_counter() - t0, **base)
+        except OutOfMemory as e:
+            return Record(status="failed", error=str(e), duration_s=time.perf_counter() - t0,
+                          metrics=memory_facts(e, None, None, self.device), **base)
         except GpubenchError as e:
             return Record(status="failed", error=str(e), duration_s=time.perf_counter() - t0, **base)
         except Exception as e:  # noqa: BLE001 - a broken case must not end the suite
-            error = f"out of memory: {_one_line(e)}" if _is_oom(e) else _one_line(e)
+            oom = _is_oom(e)
+            error = f"out of memory: {_one_line(e)}" if oom else _one_line(e)
             if os.environ.get("GPUBENCH_DEBUG"):
                 traceback.print_exc()
-            return Record(status="failed", error=error, duration_s=time.perf_counter() - t0, **base)
+            facts = None
+            if oom:
+                bench_ = get_benchmark(case.benchmark)
+                facts = memory_facts(e, bench_, base["params"] if "params" in base else None, self.device)
+            return Record(status="failed", error=error, duration_s=time.perf_counter() - t0,
+                          metrics=facts or {}, **base)
         finally:
             del work
             _release(self.device)

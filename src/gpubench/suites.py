@@ -9,6 +9,7 @@ ones (attention output, MLP down) split k, as in Megatron-LM.
 
 from __future__ import annotations
 
+from gpubench import fits  # noqa: F401  (registers the "fits" search)
 from gpubench.registry import Case, Search, Suite, register_suite, sweep
 
 TOKENS = 8192
@@ -41,15 +42,23 @@ def squares(*sizes: int) -> list[dict]:
 DENSE = ["fp32", "tf32", "bf16", "fp16"]
 FP8 = [{"dtype": "fp8_e4m3", "scaling": "tensor"}, {"dtype": "fp8_e4m3", "scaling": "row"}]
 
+# The training step beside the kernels: the same precisions on a whole model, so the
+# matmul speed-ups can be read against what a step gains (attention, norms, the
+# optimizer and the LM head's softmax do not speed up with the GEMMs).
+STEP = "transformer-step"
+STEP_PRECISIONS = ["fp32", "tf32", "bf16", "fp16", "fp8_e4m3"]
+
 register_suite(Suite(
     name="mixed-precision",
-    description="matmul in every precision on square and LLM-shaped GEMMs, plus copy bandwidth",
+    description="matmul in every precision on square and LLM-shaped GEMMs, copy bandwidth, "
+                "and a GPT training step in each precision",
     gpu=tuple(
         sweep("membw", size_bytes=[1 << 30])
         + sweep("matmul", shape=squares(4096, 8192, 16384), dtype=DENSE)
         + sweep("matmul", shape=squares(4096, 8192, 16384), fp8=FP8)
         + sweep("matmul", shape=[g for model in MODELS for tp in (1, 8) for g in llm_gemms(model, tp)],
                 precision=[{"dtype": "fp32"}, {"dtype": "bf16"}, FP8[1]])
+        + sweep(STEP, {"model": "350m", "micro_batch": 8}, dtype=STEP_PRECISIONS)
     ),
     # A CPU has no tensor cores and no datasheet peak here: these shapes only prove the
     # path (setup, check, timer, schema, report) end to end, in seconds.
@@ -59,6 +68,7 @@ register_suite(Suite(
         + sweep("matmul", shape=squares(256, 512), fp8=FP8)
         + sweep("matmul", shape=[g for g in llm_gemms("llama2-7b", 8, tokens=256)][:2],
                 precision=[{"dtype": "fp32"}, {"dtype": "bf16"}])
+        + sweep(STEP, {"model": "tiny", "micro_batch": 2}, dtype=STEP_PRECISIONS)
     ),
 ))
 
@@ -122,6 +132,47 @@ register_suite(Suite(
                 "algbw and busbw as nccl-tests counts them; ≥2 ranks (--nproc N or torchrun)",
     gpu=tuple(comm_cases(size_sweep(8, 1 << 30, 8), dtypes=("fp32", "bf16"))),
     cpu=tuple(comm_cases([1 << 12, 1 << 20], dtypes=("fp32", "bf16"))),
+))
+
+# The training step: sizes × precision × checkpointing × compile. The GPU list is the
+# default subset (about five minutes on an H100, compile included); the 1.3B rows are
+# the MFU and FP8 targets. With --nproc N the suite trains one model alone per rank
+# (the per-GPU baseline), with DDP and with FSDP2, and the report gives the scaling.
+BIG = {"model": "1.3b", "micro_batch": 8}
+register_suite(Suite(
+    name="transformer",
+    description="GPT training step: tokens/s, MFU/HFU, peak memory, J and $ per token across sizes, "
+                "precisions, activation checkpointing and torch.compile; DDP/FSDP2 with --nproc",
+    gpu=tuple(
+        sweep(STEP, BIG, dtype=["fp32", "tf32", "bf16", "fp16", "fp8_e4m3"])
+        + sweep(STEP, {**BIG, "dtype": "bf16"}, checkpointing=["every", "attention"])
+        + sweep(STEP, {**BIG, "dtype": "bf16", "attention": "triton"})
+        + sweep(STEP, {**BIG, "compile": True}, dtype=["bf16", "fp8_e4m3"])
+        + sweep(STEP, {"micro_batch": 8, "dtype": "bf16"}, model=["125m", "350m", "760m"])
+        + sweep(STEP, {"micro_batch": 4, "dtype": "bf16", "checkpointing": "every"}, model=["2.7b"])
+        + sweep(STEP, {"micro_batch": 2, "dtype": "bf16"}, model=["llama2-7b-slice", "llama2-70b-slice"])
+    ),
+    cpu=tuple(
+        sweep(STEP, {"model": "tiny", "micro_batch": 2}, dtype=["fp32", "bf16", "fp16", "fp8_e4m3"])
+        + sweep(STEP, {"model": "mini", "micro_batch": 2, "dtype": "fp32"},
+                checkpointing=["none", "every", "attention"])
+        + sweep(STEP, {"model": "tiny", "micro_batch": 1, "dtype": "fp32", "grad_accum": 2})
+    ),
+    multi_gpu=tuple(sweep(STEP, {**BIG, "dtype": "bf16"}, parallel=["none", "ddp", "fsdp"])),
+    multi_cpu=tuple(sweep(STEP, {"model": "tiny", "micro_batch": 2, "dtype": "fp32"},
+                          parallel=["none", "ddp", "fsdp"])),
+))
+
+# The largest model of the size ladder that trains in this device's memory, per mode:
+# the ladder is climbed from the size the memory estimate picks, with real steps.
+register_suite(Suite(
+    name="transformer-fits",
+    description="largest GPT size (125m … 13b) whose training step fits, per precision and "
+                "checkpointing mode, with the memory headroom left",
+    gpu=tuple(Search("fits", {"dtype": d, "checkpointing": c, "micro_batch": 4})
+              for d, c in [("bf16", "none"), ("bf16", "every"), ("fp8_e4m3", "every"), ("fp32", "none")]),
+    cpu=tuple(Search("fits", {"dtype": "fp32", "checkpointing": c, "micro_batch": 2, "limit_bytes": 96 << 20})
+              for c in ("none", "every")),
 ))
 
 __all__ = ["Case", "Search"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -32,14 +32,26 @@ class TimerConfig:
     max_iters: int = 1000
     cov_warn: float = 0.05          # CoV above this marks the median as shaky
     graph_reps: int = 10            # calls captured per CUDA graph replay
+    quick: bool = False             # --quick: a workload's own settings are shortened too
 
     @classmethod
     def for_device(cls, device: DeviceInfo, quick: bool = False) -> "TimerConfig":
         if device.is_cuda:
-            return cls(warmup_s=0.05, measure_s=0.1, min_iters=5) if quick else cls()
+            return cls(warmup_s=0.05, measure_s=0.1, min_iters=5, quick=True) if quick else cls()
         # CPU numbers are a smoke test of the path, not a measurement anyone
         # should buy hardware on: keep them cheap.
-        return cls(warmup_s=0.05, min_warmup_iters=1, measure_s=0.25, min_iters=5, max_iters=200)
+        return cls(warmup_s=0.05, min_warmup_iters=1, measure_s=0.25, min_iters=5, max_iters=200, quick=quick)
+
+    def for_work(self, overrides) -> "TimerConfig":
+        """This config with a workload's own settings (a training step needs more warm-up
+        than a kernel); under --quick they are halved, never below three iterations."""
+        if not overrides:
+            return self
+        cfg = replace(self, **overrides)
+        if self.quick:
+            cfg = replace(cfg, warmup_s=cfg.warmup_s / 2, measure_s=cfg.measure_s / 2,
+                          min_iters=max(3, cfg.min_iters // 2))
+        return cfg
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
