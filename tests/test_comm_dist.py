@@ -11,15 +11,11 @@ import pytest
 from gpubench.benches.comm import COLLECTIVES, busbw_factor
 from gpubench.results import load_run
 
-LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-               "GROUP_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "GPUBENCH_FAULT_RANK", "GPUBENCH_FAULT_AFTER")
 
 
 @pytest.fixture
-def env(sub_env):
-    e = {k: v for k, v in sub_env.items() if k not in LAUNCH_VARS}
-    e["CUDA_VISIBLE_DEVICES"] = ""       # gloo on the CPU even where a GPU exists
-    return e
+def env(gloo_env):
+    return gloo_env
 
 
 def gpubench(args, env, timeout=120):
