@@ -319,6 +319,26 @@ def _add_estimate_commands() -> None:
 _add_estimate_commands()
 
 
+def _add_hub_commands() -> None:
+    # Only click at import time: the server's packages load inside the commands.
+    from gpubench.hub.commands import hub
+
+    cli.add_command(hub)
+
+
+_add_hub_commands()
+
+
+def _add_compare_upload_commands() -> None:
+    from gpubench.hub_client import compare, upload
+
+    cli.add_command(compare)
+    cli.add_command(upload)
+
+
+_add_compare_upload_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _warning_line
     try:

@@ -1,0 +1,1 @@
+"""Alembic revisions of the hub schema, oldest first (0001_initial, …)."""
