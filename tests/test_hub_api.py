@@ -200,6 +200,26 @@ def test_leaderboard_across_uploads(hub, files):
     assert r.json()["detail"]["field"] == "benchmark" and r.json()["detail"]["message"]
 
 
+def test_a_case_board_compares_like_with_like(hub, files):
+    ids = _populate(hub, files)
+    doc = ids["h1"][1]
+    cases = [r for r in doc["records"] if r["status"] == "ok"]
+    assert len(cases) >= 2          # the benchmark's board mixes them: each upload's best case
+    smallest = min(cases, key=lambda r: r["params"]["size_bytes"])
+    page = hub.client.get("/leaderboard", params={"suite": "membw", "benchmark": "membw", "metric": "gbps"})
+    assert page.status_code == 200 and "One case at a time" in page.text
+    assert "copy 4 MiB" in page.text and "case_id=" in page.text
+    r = hub.client.get(f"{API}/leaderboard", params={"benchmark": "membw", "metric": "gbps",
+                                                     "case_id": smallest["case_id"]})
+    h100 = next(it for it in r.json()["items"] if it["gpu_key"] == "h100-sxm")
+    values = []
+    for host in ("h1", "h2", "h3"):
+        rec = next(x for x in ids[host][1]["records"] if x["case_id"] == smallest["case_id"])
+        values.append(rec["metrics"]["gbps"])
+    assert h100["best"] == pytest.approx(max(values)) and h100["uploads"] == 3
+    assert (h100["min"], h100["max"]) == pytest.approx((min(values), max(values)))
+
+
 # ---- rejected uploads store nothing ----
 
 def _edit(raw, fn):

@@ -402,9 +402,15 @@ def _pages_router() -> APIRouter:
             b["href"] = _board_href(hub.root, suite=b["suite"], benchmark=b["benchmark"], metric=b["metric"])
         board = None
         chart = ""
+        cases: list[dict] = []
         if benchmark:
             board = store.leaderboard(hub.session_factory, benchmark=benchmark, metric=metric or None,
                                       suite=suite or None, case_id=case_id or None)
+            cases = store.board_cases(hub.session_factory, benchmark=benchmark, metric=board["metric"],
+                                      suite=suite or None)
+            for c in cases:
+                c["href"] = _board_href(hub.root, suite=suite, benchmark=benchmark, metric=board["metric"],
+                                        case_id=c["case_id"])
             unit = board["unit"] or ""
             chart = charts.hbar_chart(
                 [charts.Bar(label=it["gpu_name"] or it["gpu_key"], value=it["best"], low=it["min"],
@@ -412,7 +418,8 @@ def _pages_router() -> APIRouter:
                             note=f"{it['uploads']} upload{'s' if it['uploads'] != 1 else ''}")
                  for it in board["items"]],
                 unit=unit, title=f"best {board['metric'] or ''} per GPU model (whiskers: min–max over uploads)")
-        return _render(request, "leaderboard.html", board=board, boards=boards, chart=chart, fmt=charts.fmt,
+        return _render(request, "leaderboard.html", board=board, boards=boards, cases=cases, chart=chart,
+                       fmt=charts.fmt,
                        query={"benchmark": benchmark, "suite": suite, "metric": metric, "case_id": case_id})
 
     @r.get("/compare", response_class=HTMLResponse)

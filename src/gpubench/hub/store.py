@@ -421,6 +421,36 @@ def leaderboard(sf: SessionFactory, *, benchmark: str, metric: str | None = None
     return out
 
 
+def board_cases(sf: SessionFactory, *, benchmark: str, metric: str | None = None,
+                suite: str | None = None, limit: int = 50) -> list[dict]:
+    """The cases of a benchmark that have ok records, most uploaded first: a benchmark's
+    board takes each upload's best case (right for "best TFLOP/s"), a case's board compares
+    like with like (one model size, one precision) across GPUs."""
+    q = (sa.select(RecordRow.case_id, func.min(RecordRow.params).label("params"),
+                   func.count(sa.distinct(RecordRow.run_id)).label("runs"),
+                   func.count(sa.distinct(RunRow.gpu_key)).label("gpus"))
+         .join(RunRow, RunRow.id == RecordRow.run_id)
+         .where(*_board_filters(benchmark, metric, None))
+         .group_by(RecordRow.case_id)
+         .order_by(func.count(sa.distinct(RecordRow.run_id)).desc(), RecordRow.case_id)
+         .limit(limit))
+    if suite:
+        q = q.where(RunRow.suite == suite)
+    from gpubench.compare import label
+
+    with sf() as s:
+        rows = s.execute(q).all()
+    out = []
+    for r in rows:
+        try:
+            params = json.loads(r.params) if r.params else {}
+        except (TypeError, ValueError):
+            params = {}
+        out.append({"case_id": r.case_id, "label": label(benchmark, params, r.case_id),
+                    "runs": r.runs, "gpus": r.gpus})
+    return out
+
+
 def _higher_is_better(benchmark: str, metric: str) -> bool:
     from gpubench.compare import MAIN_METRICS
 
