@@ -201,6 +201,13 @@ def attention_compare_table(records: list[Record]) -> str:
                          "efficient", "math", "best SDPA", "Triton/best", "Triton/cuDNN"])
 
 
+def _label(r: Record) -> str:
+    """The benchmark's own words for a case (``tiny tf32 mb2``), else its parameters."""
+    from gpubench.compare import label
+
+    return label(r.benchmark, r.params, ",".join(f"{k}={v}" for k, v in r.params.items()))
+
+
 def problems(records: Iterable[Record]) -> list[str]:
     """Skipped and failed cases, grouped by their reason."""
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -211,7 +218,7 @@ def problems(records: Iterable[Record]) -> list[str]:
         p = r.params
         what = (f"{_dtype(p)} {_shape(p)}" if r.benchmark == "matmul" and "m" in p
                 else _attn_case(p) if r.benchmark == "attention"
-                else f"{r.benchmark} " + ",".join(f"{k}={v}" for k, v in p.items()))
+                else f"{r.benchmark} {_label(r)}")
         groups[(r.status, why or "")].append(what)
     lines = []
     for (status, why), whats in groups.items():
