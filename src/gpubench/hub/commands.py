@@ -99,6 +99,18 @@ def app_from_env():
                       base_url=os.environ.get("GPUBENCH_HUB_BASE_URL") or None)
 
 
+def _in_session(database_url, fn):
+    """``fn(session)`` on the migrated database, the engine closed afterwards."""
+    from gpubench.hub import store
+
+    engine = _migrated_engine(_url(database_url))
+    try:
+        with store.session_factory(engine)() as s:
+            return fn(s)
+    finally:
+        engine.dispose()
+
+
 @hub.group()
 def token():
     """Upload tokens (only their SHA-256 is stored)."""
@@ -110,15 +122,9 @@ def token():
 def token_create(name, database_url):
     """Create a token for NAME and print it (once: it cannot be shown again)."""
     _need_extra()
-    from gpubench.hub import store
     from gpubench.hub.auth import create_token
 
-    engine = _migrated_engine(_url(database_url))
-    try:
-        with store.session_factory(engine)() as s:
-            plaintext = create_token(s, name)
-    finally:
-        engine.dispose()
+    plaintext = _in_session(database_url, lambda s: create_token(s, name))
     click.echo(plaintext)
     click.echo(f"token {name!r} created. It is not stored anywhere (only its hash is): copy it now. "
                "Upload with: curl -H 'Authorization: Bearer <token>' --data-binary @FILE.json "
@@ -131,13 +137,7 @@ def token_create(name, database_url):
 def token_revoke(name, database_url):
     """Revoke the token of NAME: uploads with it get 401 from now on."""
     _need_extra()
-    from gpubench.hub import store
     from gpubench.hub.auth import revoke_token
 
-    engine = _migrated_engine(_url(database_url))
-    try:
-        with store.session_factory(engine)() as s:
-            revoke_token(s, name)
-    finally:
-        engine.dispose()
+    _in_session(database_url, lambda s: revoke_token(s, name))
     click.echo(f"token {name!r} revoked", err=True)
