@@ -43,7 +43,7 @@ def test_matmul_check_and_time_on_gpu(gpu, dtype, extra, shape):
 
 def test_tf32_differs_from_fp32(gpu):
     """If the TF32 switch did nothing, tf32 and fp32 would agree to fp32 rounding."""
-    from gpubench.benches.matmul import float32_matmul_precision
+    from gpubench.dtypes import float32_matmul_precision
 
     if gpu.unsupported_reason("tf32"):
         pytest.skip(gpu.unsupported_reason("tf32"))

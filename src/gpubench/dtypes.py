@@ -8,6 +8,7 @@ tensor-core support for it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -52,3 +53,19 @@ def get_precision(name: str) -> Precision:
         return PRECISIONS[name.lower()]
     except KeyError:
         raise UnknownNameError("dtype", name, PRECISIONS) from None
+
+
+@contextlib.contextmanager
+def float32_matmul_precision(mode: str):
+    # "highest" = IEEE fp32, "high" = TF32 allowed: a process-wide switch, so restore it.
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(mode)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+def float32_matmul_mode(precision: str) -> str:
+    """The float32 matmul mode a precision runs under: TF32 allowed only for tf32."""
+    return "high" if precision == "tf32" else "highest"

@@ -216,16 +216,7 @@ class Timer:
         return [s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends)]
 
     def _time_host(self, fn, flush, iters: int) -> list[float]:
-        samples = []
-        for _ in range(iters):
-            if flush is not None:
-                flush()
-            self.device.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            self.device.synchronize()
-            samples.append(time.perf_counter() - t0)
-        return samples
+        return [self.run_once(fn, flush) for _ in range(iters)]
 
     def _graphed(self, fn, reps: int) -> Callable[[], None]:
         # Capture needs a side stream and a few eager calls first (allocator warm-up).

@@ -15,31 +15,19 @@ buffer is poisoned with NaN first, so an element the kernel never wrote fails.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Mapping
 
 import torch
 
 from gpubench.benches.common import fresh_generator, rate_metrics, rel_err
 from gpubench.device import DeviceInfo
-from gpubench.dtypes import get_precision
+from gpubench.dtypes import float32_matmul_mode, float32_matmul_precision, get_precision
 from gpubench.errors import CheckFailed, GpubenchError, SkipCase
 from gpubench.registry import Benchmark, Workload, register_benchmark
 
 FP8_MAX = 448.0             # largest finite float8_e4m3fn
 SCALINGS = ("tensor", "row")
 CHECK_SAMPLE = 128          # rows and columns of C compared with float64
-
-
-@contextlib.contextmanager
-def float32_matmul_precision(mode: str):
-    # "highest" = IEEE fp32, "high" = TF32 allowed: a process-wide switch, so restore it.
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(mode)
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
 
 
 def quantize_fp8(x: torch.Tensor, rowwise: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +99,7 @@ class Matmul(Benchmark):
         def fn():
             return torch.matmul(a, wt, out=c)
 
-        mode = "high" if prec.name == "tf32" else "highest"
+        mode = float32_matmul_mode(prec.name)
 
         def check():
             with float32_matmul_precision(mode):

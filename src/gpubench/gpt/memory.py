@@ -65,13 +65,6 @@ def estimate_step_bytes(m: GPTConfig, precision: str, checkpointing: str, micro_
     return parts
 
 
-def estimate_check_bytes(m: GPTConfig, probe_tokens: int) -> float:
-    """The correctness check: float32 weights and gradients beside a float64 copy with its
-    gradients, before the optimizer has allocated its moments."""
-    n = m.params()
-    return 8.0 * n + 16.0 * n + probe_tokens * (m.layers * 40 * m.hidden + 16 * m.vocab)
-
-
 # ---- measured ----
 
 def reset_peak(device: torch.device) -> None:

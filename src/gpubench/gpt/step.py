@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
+from gpubench.dtypes import float32_matmul_mode, float32_matmul_precision
 from gpubench.errors import GpubenchError
 from gpubench.gpt.config import GPTConfig
 from gpubench.gpt.model import CHECKPOINTING, GPT
@@ -71,17 +72,6 @@ class StepConfig:
     def tokens_per_step(self) -> int:
         """Tokens one rank processes per optimizer step."""
         return self.tokens_per_micro_batch * self.grad_accum
-
-
-@contextlib.contextmanager
-def matmul_precision(precision: str) -> Iterator[None]:
-    # A process-wide switch: set for the step and the check, restored afterwards.
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
 
 
 def _dist():
@@ -153,7 +143,8 @@ class TrainStep:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def context(self):
-        return matmul_precision(self.cfg.precision)
+        # A process-wide switch: set for the step and the check, restored afterwards.
+        return float32_matmul_precision(float32_matmul_mode(self.cfg.precision))
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.batches[self._next % len(self.batches)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import statistics
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -414,7 +415,7 @@ def leaderboard(sf: SessionFactory, *, benchmark: str, metric: str | None = None
         # Ties go to the smallest ID, so the answer does not depend on row order.
         best_row = min(rs, key=lambda r: (-r.v if higher else r.v, r.id))
         items.append({"gpu_key": key, "gpu_name": best_row.gpu_name, "best": best_row.v,
-                      "median": _median(values), "min": values[0], "max": values[-1],
+                      "median": statistics.median(values), "min": values[0], "max": values[-1],
                       "uploads": len(values), "best_run_id": best_row.id})
     items.sort(key=lambda it: (-it["best"] if higher else it["best"], it["gpu_key"]))
     out["items"] = items
@@ -458,12 +459,6 @@ def _higher_is_better(benchmark: str, metric: str) -> bool:
     if known and known[0] == metric:
         return known[2]
     return V.higher_is_better(metric)
-
-
-def _median(sorted_values: list[float]) -> float:
-    n = len(sorted_values)
-    mid = n // 2
-    return sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
 
 
 def catalog(sf: SessionFactory) -> list[dict]:
