@@ -198,13 +198,16 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
         if ctx and finished:    # a broken group may hang on the way down: exiting ends it too
             distributed.shutdown()
     if not root:
-        return
+        distributed.leave(0)
     writer.close("complete")
     click.echo(render(run_))
     failed = sum(r.status == "failed" for r in run_.records)
     click.echo(f"\nwrote {out}" + (f" ({failed} case(s) failed: see the table)" if failed else ""), err=True)
-    if strict and failed:
-        sys.exit(1)
+    code = 1 if strict and failed else 0
+    if ctx:
+        distributed.leave(code)
+    if code:
+        sys.exit(code)
 
 
 def torch_cuda_count() -> int:

@@ -135,9 +135,10 @@ register_suite(Suite(
 ))
 
 # The training step: sizes × precision × checkpointing × compile. The GPU list is the
-# default subset (about five minutes on an H100, compile included); the 1.3B rows are
-# the MFU and FP8 targets. With --nproc N the suite trains one model alone per rank
-# (the per-GPU baseline), with DDP and with FSDP2, and the report gives the scaling.
+# default subset, sized for about five minutes on an H100 with compile (an estimate: not
+# yet timed on one); the 1.3B rows are the MFU and FP8 targets. With --nproc N the suite
+# trains one model alone per rank (the per-GPU baseline), with DDP and with FSDP2, and the
+# report gives the scaling.
 BIG = {"model": "1.3b", "micro_batch": 8}
 register_suite(Suite(
     name="transformer",
