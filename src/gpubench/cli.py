@@ -312,11 +312,12 @@ def _flatten(obj, prefix=""):
 
 
 def _add_estimate_commands() -> None:
-    from gpubench.estimate.commands import calibrate, estimate, plan
+    from gpubench.estimate.commands import backtest, calibrate, estimate, plan
 
     cli.add_command(estimate)
     cli.add_command(plan)
     cli.add_command(calibrate)
+    cli.add_command(backtest)
 
 
 _add_estimate_commands()

@@ -51,6 +51,15 @@ class Cluster:
     gpu: GPUSpec
     gpus: int
     link: Interconnect
+    power_limit_w: float | None = None     # a cap below the GPU's TDP (None: runs at TDP)
+
+    @property
+    def clock_factor(self) -> float:
+        """Compute-bound rate under a power cap: dynamic power goes as f·V² with V ∝ f under DVFS,
+        so f ∝ P^(1/3); memory-bound work keeps its rate."""
+        if not self.power_limit_w or self.power_limit_w >= self.gpu.tdp_w:
+            return 1.0
+        return (self.power_limit_w / self.gpu.tdp_w) ** (1 / 3)
 
     @property
     def nodes(self) -> int:
@@ -58,7 +67,8 @@ class Cluster:
 
 
 def make_cluster(gpu_name: str, gpus: int, intra_node_gbps: float | None = None,
-                 inter_node_gbps: float | None = None, gpus_per_node: int | None = None) -> Cluster:
+                 inter_node_gbps: float | None = None, gpus_per_node: int | None = None,
+                 power_limit_w: float | None = None) -> Cluster:
     if gpus <= 0:
         raise GpubenchError(f"--gpus {gpus} must be positive")
     spec = get_gpu(gpu_name)
@@ -66,10 +76,13 @@ def make_cluster(gpu_name: str, gpus: int, intra_node_gbps: float | None = None,
     if base is None:
         raise GpubenchError(f"--gpu {gpu_name}: no interconnect facts for {spec.key}")
     for flag, value in (("--intra-node-gbps", intra_node_gbps), ("--inter-node-gbps", inter_node_gbps),
-                        ("--gpus-per-node", gpus_per_node)):
+                        ("--gpus-per-node", gpus_per_node), ("--power-limit-w", power_limit_w)):
         if value is not None and value <= 0:
             raise GpubenchError(f"{flag} {value} must be positive")
     link = Interconnect(base.multiprocessors, intra_node_gbps or base.intra_node_gbps,
                         inter_node_gbps or base.inter_node_gbps, gpus_per_node or base.gpus_per_node,
                         base.source + (" (overridden)" if intra_node_gbps or inter_node_gbps else ""))
-    return Cluster(spec, gpus, link)
+    if power_limit_w is not None and power_limit_w < 0.3 * spec.tdp_w:
+        raise GpubenchError(f"--power-limit-w {power_limit_w:g} is under 30% of the {spec.key}'s "
+                            f"{spec.tdp_w:g} W TDP: no GPU trains there")
+    return Cluster(spec, gpus, link, power_limit_w)

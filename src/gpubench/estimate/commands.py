@@ -234,3 +234,36 @@ def calibrate(results, out, force):
     for line in notes:
         click.echo(line, err=True)
     click.echo(f"wrote {out} (measured on {profile.gpu_key})")
+
+
+@click.command()
+@click.option("--family", help="only rows of this family (e.g. fsdp/h100, moe, whole-run)")
+@click.option("--rows/--no-rows", "show_rows", default=True, show_default=True, help="print every row")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def backtest(family, show_rows, as_json):
+    """Predict every published run in the back-test table and report the error per family."""
+    from gpubench.estimate.backtest import backtest as run_backtest
+    from gpubench.estimate.backtest import load_runs, summary
+
+    runs = load_runs()
+    if family:
+        known = sorted({r.family for r in runs})
+        if family not in known:
+            raise GpubenchError(f"--family {family!r}: use one of {', '.join(known)}")
+        runs = [r for r in runs if r.family == family]
+    preds, skipped = run_backtest(runs)
+    summ = summary(preds)
+    if as_json:
+        click.echo(json.dumps({
+            "baseline_mfu": getattr(run_backtest, "baseline_mfu", None),
+            "families": summ,
+            "rows": [{"id": p.run.id, "family": p.run.family, "metric": p.run.metric,
+                      "published": p.run.value, "predicted": p.predicted, "error": p.error,
+                      "baseline": p.baseline, "baseline_error": p.baseline_error, "fits": p.fits,
+                      "source": p.run.row["source"], "assumed": p.run.row["assumed"]} for p in preds],
+            "not_predicted": [{"id": r.id, "why": r.excluded} for r in skipped],
+        }, indent=2, default=float))
+        return
+    from gpubench.estimate.report import render_backtest
+
+    click.echo(render_backtest(preds, skipped, summ, getattr(run_backtest, "baseline_mfu", None), show_rows))

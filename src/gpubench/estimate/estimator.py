@@ -3,6 +3,10 @@
 ``--mfu``/``--hfu`` replace the performance model with a given utilization (what-if
 questions, or reproducing a published projection); everything downstream (days,
 GPU-hours, energy, the three cost views) is the same arithmetic either way.
+
+Whole-run figures are expected ones: the ideal time (tokens over throughput) plus what a
+run loses to failures, restarts and checkpoints (``goodput.py``); ``ideal`` keeps the
+uninterrupted figures. ``uncertainty`` is the back-test's range around the estimate.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from gpubench.errors import GpubenchError
 from gpubench.estimate import cost as C
 from gpubench.estimate.cluster import Cluster
 from gpubench.estimate.flops import hardware_flops_per_token, model_flops_per_token
+from gpubench.estimate.goodput import Reliability, whole_run
 from gpubench.estimate.memory import memory_estimate
 from gpubench.estimate.models import ModelConfig
-from gpubench.estimate.perf import Layout, StepModel
+from gpubench.estimate.perf import Layout, StepModel, megatron_rules
 from gpubench.estimate.prices import pricing_for
 from gpubench.estimate.profile import Profile, default_profile
+from gpubench.estimate.uncertainty import uncertainty
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,18 @@ def choose_profile(cluster: Cluster, profile: Profile | None) -> Profile:
     return profile.carried_to(gpu.key)
 
 
+def whole_run_hours(tokens: float, tokens_per_s: float, gpus: int, params: float,
+                    reliability: Reliability = Reliability()) -> dict:
+    """Ideal and expected hours and GPU-hours of a run of ``tokens`` at ``tokens_per_s``."""
+    g = whole_run(tokens / tokens_per_s, gpus, params, reliability)
+    return {**g, "hours": g["expected_s"] / 3600, "gpu_hours": g["expected_s"] / 3600 * gpus,
+            "ideal_hours": g["ideal_s"] / 3600, "ideal_gpu_hours": g["ideal_s"] / 3600 * gpus}
+
+
 def estimate(model: ModelConfig, cluster: Cluster, layout: Layout, *, tokens: float | None = None,
              steps: int | None = None, profile: Profile | None = None, mfu: float | None = None,
-             hfu: float | None = None, economics: Economics = Economics()) -> dict:
+             hfu: float | None = None, economics: Economics = Economics(),
+             reliability: Reliability = Reliability(), with_uncertainty: bool = True) -> dict:
     if (tokens is None) == (steps is None):
         raise GpubenchError("give exactly one of --tokens or --steps")
     if tokens is not None and tokens <= 0:
@@ -74,9 +89,10 @@ def estimate(model: ModelConfig, cluster: Cluster, layout: Layout, *, tokens: fl
         perf["hfu"] = perf["hardware_tflops_per_gpu"] * 1e12 / peak
 
     total_tokens = tokens if tokens is not None else steps * perf["tokens_per_step"]
-    train_s = total_tokens / perf["tokens_per_s"]
-    hours = train_s / 3600
-    gpu_hours = hours * cluster.gpus
+    run = whole_run_hours(total_tokens, perf["tokens_per_s"], cluster.gpus, model.params(), reliability)
+    train_s = run["expected_s"]
+    hours = run["hours"]
+    gpu_hours = run["gpu_hours"]
     energy_kwh = C.energy_kwh(cluster.gpus, hours, cluster.gpu.key, pue=economics.pue)
 
     pricing = pricing_for(cluster.gpu.key)
@@ -109,7 +125,17 @@ def estimate(model: ModelConfig, cluster: Cluster, layout: Layout, *, tokens: fl
     if not memory["fits"]:
         warnings.append(f"needs {memory['total_gb']:.1f} GB per GPU, {cluster.gpu.key} has "
                         f"{memory['capacity_gb']:.0f} GB")
+    micro_batches = layout.global_batch // (layout.micro_batch * layout.dp)
+    for problem in megatron_rules(model, layout.tp, layout.cp, layout.pp, layout.vpp, micro_batches):
+        warnings.append(f"Megatron-LM would refuse this layout: {problem} (estimated with uneven stages, "
+                        f"the slowest holding the most layers)")
     headline = cost["cloud"] if cost["cloud"] is not None else cost["capex_energy"]
+    ideal_cost = details["cloud"]["usd"] * run["ideal_hours"] / hours if details.get("cloud") else None
+    unc = None
+    if with_uncertainty and source == "performance model":
+        from gpubench.estimate.backtest import family_of, residuals
+        fam = family_of(sm.stack.name.split("+")[0], cluster.gpu.arch, model.is_moe, "step")
+        unc = uncertainty(perf["step_time_s"], gpu_hours, cost["cloud"], fam, residuals())
     return {
         "model": {"name": model.name, "params": model.params(), "active_params": model.params(active=True),
                   "model_flops_per_token": mflops, "hardware_flops_per_token": hflops},
@@ -119,7 +145,8 @@ def estimate(model: ModelConfig, cluster: Cluster, layout: Layout, *, tokens: fl
         "layout": layout.as_dict(),
         "profile": {"name": prof.name, "measured_on": prof.carried_from or prof.gpu_key,
                     "carried_to": cluster.gpu.key if prof.carried_from else None,
-                    "attention": prof.attention},
+                    "attention": perf["attention_kernel"]},
+        "framework": perf["stack"],
         "throughput_source": source,
         "step_time_s": perf["step_time_s"],
         "tokens_per_step": perf["tokens_per_step"],
@@ -132,11 +159,18 @@ def estimate(model: ModelConfig, cluster: Cluster, layout: Layout, *, tokens: fl
         "tokens": total_tokens,
         "train_days": train_s / 86400,
         "gpu_hours": gpu_hours,
+        "ideal": {"train_days": run["ideal_hours"] / 24, "gpu_hours": run["ideal_gpu_hours"],
+                  "cost_usd_cloud": ideal_cost},
+        "goodput": {k: run[k] for k in ("goodput", "failures", "checkpoint_s", "checkpoint_interval_s",
+                                        "restart_loss_s", "rework_loss_s", "checkpoint_loss_s", "eval_s",
+                                        "source")},
+        "uncertainty": unc,
         "energy_kwh": energy_kwh,
         "cost_usd": cost,
         "cost_details": details,
         "usd_per_million_tokens": headline / total_tokens * 1e6 if headline is not None else None,
         "breakdown": perf["breakdown"],
+        "overlaps": perf["overlaps"],
         "model_step_time_s": model_step,     # what the breakdown adds up to (differs under --mfu/--hfu)
         "memory": memory,
         "warnings": warnings,

@@ -4,7 +4,10 @@ Model FLOPs per token follow PaLM (Chowdhery et al. 2022, App. B):
 6·N + 12·L·H·Q·T, N the parameters a token multiplies (active ones for MoE; the
 LM head included, the embedding lookup not), L layers, H·Q the attention width,
 T the sequence length. The attention term counts the full T×T product as PaLM
-does, even for causal models. Recomputation is not model work.
+does, even for causal models (twice the work a causal kernel does). A layer with
+a sliding window of W counts min(T, 2·k̄) keys a query instead of T, k̄ the keys it
+attends on average under the causal window: twice the work done, as for full
+layers. Recomputation is not model work.
 
 Hardware FLOPs add what recomputation redoes: one more forward of every layer
 for full recomputation (which makes a GPT layer's count exactly Narayanan et al.
@@ -20,8 +23,10 @@ RECOMPUTE = ("none", "selective", "full")
 
 
 def attention_core_flops_per_token(m: ModelConfig) -> float:
-    """Forward Q·Kᵀ and P·V for one token over the full sequence, all layers."""
-    return 2.0 * m.seq_len * m.heads * (m.attn_qk_dim + m.attn_v_dim) * m.layers
+    """Forward Q·Kᵀ and P·V for one token over the full sequence (PaLM's count), all layers."""
+    w = m.windowed_layers
+    keys = (m.layers - w) * m.seq_len + w * min(m.seq_len, 2 * m.mean_keys(True))
+    return 2.0 * keys * m.heads * (m.attn_qk_dim + m.attn_v_dim)
 
 
 def dense_flops_per_token(m: ModelConfig) -> float:

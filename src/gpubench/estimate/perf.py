@@ -1,45 +1,50 @@
 """The performance model: one training step, term by term.
 
-For a layout (tensor, pipeline, data and expert parallelism; micro-batch;
-recomputation; sequence parallelism; ZeRO stage) on a cluster, the model builds
-the time of one micro-batch on the slowest pipeline stage from its parts:
+For a layout (tensor, context, pipeline, data and expert parallelism; micro-batch;
+recomputation; sequence parallelism; ZeRO stage; the software stack) on a cluster, the model
+builds the time of one micro-batch on the slowest pipeline stage from its parts, each in a
+function of its own:
 
-* every GEMM of a layer, forward and backward (the backward's two GEMMs, for the
-  input and the weight gradient, each with its own shape), timed as FLOPs over (peak × the profile's GEMM ceiling), degraded by
-  wave quantisation over the GPU's multiprocessors and by short inner dimensions,
-  and never faster than its bytes over memory bandwidth;
-* the attention core: flash attention at the profile's efficiency (causal blocks
-  skipped), or the unfused batched GEMMs plus softmax traffic of older stacks;
-* memory-bound elementwise work (norms, activations, dropout, residuals);
-* tensor-parallel all-reduces (or all-gather/reduce-scatter with sequence
-  parallelism), minus what the profile says is overlapped;
-* expert-parallel all-to-all for MoE layers;
-* recomputation: the forward again (full) or the attention core (selective);
-* the LM head on the last stage, pipeline send/receive between stages;
+* ``layer`` — every GEMM of a layer, forward and backward (input and weight gradients each with
+  its own shape; ``kernels.gemm_time``); the attention core (fused kernel of the stack's family,
+  or the unfused batched GEMMs plus softmax of older stacks; causal and sliding-window key
+  ranges; split over tensor and context parallelism); the element-wise work at achieved memory
+  bandwidth (fused or eager, ``stacks.elementwise_elems``); MoE routing, expert GEMMs at the
+  stated routing imbalance and the shared experts;
+* ``tp_comm`` — tensor-parallel all-reduces (or all-gather/reduce-scatter with sequence
+  parallelism), what the stack overlaps with GEMMs taken off;
+* ``cp_comm`` — ring attention's K/V exchange between context-parallel ranks, hidden behind the
+  attention blocks it runs beside;
+* ``ep_comm`` — MoE token dispatch and combine all-to-all;
+* ``recompute`` — full (the forward again), or selective in the stack's sense;
+* ``head`` — LM head and cross-entropy on the last stage; ``pp_comm`` — stage-to-stage sends;
 
-then the step: (m + (p−1)/v) micro-batch slots for the pipeline (the bubble is
-the (p−1)/v), plus the exposed data-parallel gradient reduction and the optimizer
-step. Every term is reported in the breakdown, so an estimate can be argued with.
+then the step: (m + (p−1)/v) micro-batch slots for the pipeline (the bubble is the (p−1)/v),
+the data-parallel traffic by ZeRO stage with what it overlaps (``data_parallel``), the
+optimizer, and the host's kernel launches where they outrun the GPU (``launch_bound``). Every
+term is reported in the breakdown, and ``overlaps`` says what hides behind what.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 from gpubench.errors import GpubenchError
 from gpubench.estimate.cluster import Cluster
+from gpubench.estimate.comm import Group, Links, collective_time, placement
 from gpubench.estimate.flops import RECOMPUTE, hardware_flops_per_token, model_flops_per_token
+from gpubench.estimate.kernels import ATTENTION_FAMILIES, attention_efficiency, gemm_time
 from gpubench.estimate.models import ModelConfig
 from gpubench.estimate.profile import Profile
+from gpubench.estimate.stacks import COMM_SMS, Stack, elementwise_elems, get_stack
 
 PRECISIONS = ("bf16", "fp16", "fp8", "tf32", "fp32")
 ACT_BYTES = {"bf16": 2, "fp16": 2, "fp8": 2, "tf32": 4, "fp32": 4}   # activations stay 16-bit under fp8
-# Candidate output tiles (rows, cols, relative efficiency of the tile itself): big tiles are
-# the most efficient, small ones cut quantisation waste; the library picks the best fit.
-TILES = ((256, 128, 1.0), (128, 256, 1.0), (128, 128, 0.92), (128, 64, 0.8), (64, 64, 0.62))
-K_HALF = 64          # inner dimension at which a GEMM loses half its rate to prologue/epilogue
+DEFAULT_BATCH_TOKENS = 4 * 2**20   # without --global-batch: about 4M tokens a step (GPT-3, Llama 2/3)
+DEFAULT_MOE_IMBALANCE = 1.1        # busiest expert rank ÷ mean, balanced routing (a stated assumption)
+KERNEL_GAP_FLOOR_S = 1e-6
+MOE_DISPATCHERS = ("alltoall", "deepep")
 
 
 @dataclass(frozen=True)
@@ -55,38 +60,86 @@ class Layout:
     sequence_parallel: bool = False
     zero: int = 0
     precision: str = "bf16"
+    cp: int = 1
+    framework: str = "auto"
+    moe_imbalance: float = DEFAULT_MOE_IMBALANCE
+    compile: bool = False
+    attention: str = "auto"          # kernel family; auto: the stack's on this architecture
+    tp_comm_overlap: bool | None = None   # overlap TP collectives with GEMMs (None: the stack's default)
+    moe_dispatcher: str = "alltoall"      # "alltoall" (NCCL) or "deepep" (one copy a node, then NVLink)
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.cp * self.pp * self.dp
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def make_layout(model: ModelConfig, gpus: int, *, tp=1, pp=1, dp=None, vpp=1, ep=1, micro_batch=1,
+def megatron_rules(model: ModelConfig, tp: int, cp: int, pp: int, vpp: int, micro_batches: int) -> list[str]:
+    """What Megatron-LM would refuse about a layout (estimate warns; plan never proposes them)."""
+    problems = []
+    if model.layers % pp:
+        problems.append(f"--pp {pp} does not divide the {model.layers} layers")
+    elif vpp > 1 and model.layers % (pp * vpp):
+        problems.append(f"--pp {pp} × --vpp {vpp} does not divide the {model.layers} layers")
+    if vpp > 1 and pp <= 2:
+        problems.append("the interleaved schedule (--vpp) needs --pp > 2")
+    if vpp > 1 and micro_batches % pp:
+        problems.append(f"the interleaved schedule needs the {micro_batches} micro-batches to be a "
+                        f"multiple of --pp {pp}")
+    if model.mla is None and tp > 1 and model.n_kv_heads % tp and tp % model.n_kv_heads:
+        problems.append(f"--tp {tp} and the {model.n_kv_heads} KV heads do not divide each other")
+    return problems
+
+
+def default_global_batch(model: ModelConfig, micro_batch: int, dp: int) -> int:
+    """About DEFAULT_BATCH_TOKENS a step, a whole number of micro-batches per replica."""
+    per_step = micro_batch * dp
+    target = max(1, round(DEFAULT_BATCH_TOKENS / model.seq_len / per_step))
+    return target * per_step
+
+
+def make_layout(model: ModelConfig, gpus: int, *, tp=1, pp=1, dp=None, vpp=1, ep=1, cp=1, micro_batch=1,
                 global_batch=None, recompute="none", sequence_parallel=False, zero=0,
-                precision="bf16") -> Layout:
+                precision="bf16", framework="auto", moe_imbalance=None, compile=False,
+                attention="auto", tp_comm_overlap=None, moe_dispatcher="alltoall") -> Layout:
     """Validate a layout against the model and the GPU count; errors name the flag."""
-    for flag, v in (("--tp", tp), ("--pp", pp), ("--vpp", vpp), ("--ep", ep), ("--micro-batch", micro_batch)):
+    for flag, v in (("--tp", tp), ("--pp", pp), ("--vpp", vpp), ("--ep", ep), ("--cp", cp),
+                    ("--micro-batch", micro_batch)):
         if not isinstance(v, int) or v < 1:
             raise GpubenchError(f"{flag} {v} must be a positive whole number")
-    if gpus % (tp * pp):
-        raise GpubenchError(f"--tp {tp} × --pp {pp} = {tp * pp} does not divide --gpus {gpus}")
-    dp_derived = gpus // (tp * pp)
+    if gpus % (tp * cp * pp):
+        raise GpubenchError(f"--tp {tp} × --cp {cp} × --pp {pp} = {tp * cp * pp} does not divide --gpus {gpus}"
+                            if cp > 1 else f"--tp {tp} × --pp {pp} = {tp * pp} does not divide --gpus {gpus}")
+    dp_derived = gpus // (tp * cp * pp)
     if dp is None:
         dp = dp_derived
     elif dp != dp_derived:
-        raise GpubenchError(f"--tp {tp} × --pp {pp} × --dp {dp} = {tp * pp * dp} is not --gpus {gpus}")
+        what = f"--tp {tp} × --cp {cp} × --pp {pp} × --dp {dp}" if cp > 1 else f"--tp {tp} × --pp {pp} × --dp {dp}"
+        raise GpubenchError(f"{what} = {tp * cp * pp * dp} is not --gpus {gpus}")
     if model.heads % tp:
         raise GpubenchError(f"--tp {tp} does not divide the model's {model.heads} heads")
-    if pp > model.layers:
+    if cp > 1:
+        if model.seq_len % (2 * cp):
+            raise GpubenchError(f"--cp {cp}: the sequence of {model.seq_len} tokens does not split into "
+                                f"2 × {cp} equal chunks (load-balanced causal context parallelism)")
+        if model.heads % cp:
+            raise GpubenchError(f"--cp {cp} does not divide the model's {model.heads} heads")
+    # Pipeline engines may give the embedding and the loss a stage slot of their own
+    # (DeepSpeed's layer partitioning, Megatron's account-for-embedding/loss): layers + 2.
+    if pp > model.layers + 2:
         raise GpubenchError(f"--pp {pp} is more than the model's {model.layers} layers")
-    if vpp > 1 and (pp == 1 or pp * vpp > model.layers):
+    if vpp > 1 and (pp == 1 or pp * vpp > model.layers + 2):
         raise GpubenchError(f"--vpp {vpp} needs --pp > 1 and at least one of the {model.layers} "
                             f"layers per virtual stage (pp·vpp ≤ layers)")
     if ep > 1 and not model.is_moe:
         raise GpubenchError("--ep needs a mixture-of-experts model")
-    if model.is_moe and (model.experts % ep or dp % ep):
-        raise GpubenchError(f"--ep {ep} must divide the {model.experts} experts and dp {dp}")
+    if model.is_moe and (model.experts % ep or (tp * cp * dp) % ep):
+        raise GpubenchError(f"--ep {ep} must divide the {model.experts} experts and tp × cp × dp "
+                            f"{tp * cp * dp} (the ranks that share a pipeline stage)")
     if global_batch is None:
-        global_batch = micro_batch * dp
+        global_batch = default_global_batch(model, micro_batch, dp)
     if global_batch <= 0 or global_batch % (micro_batch * dp):
         raise GpubenchError(f"--global-batch {global_batch} is not a multiple of --micro-batch "
                             f"{micro_batch} × dp {dp} = {micro_batch * dp}")
@@ -96,39 +149,19 @@ def make_layout(model: ModelConfig, gpus: int, *, tp=1, pp=1, dp=None, vpp=1, ep
         raise GpubenchError(f"--zero {zero}: use 0, 1, 2 or 3")
     if precision not in PRECISIONS:
         raise GpubenchError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if moe_imbalance is None:
+        moe_imbalance = DEFAULT_MOE_IMBALANCE
+    if not 1.0 <= moe_imbalance <= 8.0:
+        raise GpubenchError(f"--moe-imbalance {moe_imbalance} must be between 1 (perfect balance) and 8")
+    get_stack(framework, zero=zero)       # validates the name
+    if moe_dispatcher not in MOE_DISPATCHERS:
+        raise GpubenchError(f"--moe-dispatcher {moe_dispatcher!r}: use {' or '.join(MOE_DISPATCHERS)}")
+    attention = attention or "auto"
+    if attention not in ("auto", "flash") + ATTENTION_FAMILIES:
+        raise GpubenchError(f"--attention {attention!r}: use auto, flash, {', '.join(ATTENTION_FAMILIES)}")
     return Layout(tp, pp, dp, vpp, ep, micro_batch, global_batch, recompute,
-                  bool(sequence_parallel and tp > 1), zero, precision)
-
-
-# ---------------------------------------------------------------- kernels
-
-def wave_efficiency(m: int, n: int, batch: int, sms: int) -> float:
-    """Best share of the GPU a GEMM's output tiles keep busy (quantisation of tiles and waves)."""
-    best = 0.0
-    for tm, tn, tile_eff in TILES:
-        tiles = math.ceil(m / tm) * math.ceil(n / tn) * batch
-        waves = math.ceil(tiles / sms)
-        useful = (m * n * batch) / (tiles * tm * tn)
-        best = max(best, tile_eff * useful * tiles / (waves * sms))
-    return best
-
-
-@lru_cache(maxsize=65536)
-def gemm_time(m: int, n: int, k: int, batch: int, peak_flops: float, ceiling: float,
-              mem_bytes_per_s: float, elem_bytes: float, sms: int) -> float:
-    if m <= 0 or n <= 0 or k <= 0:
-        return 0.0
-    flops = 2.0 * m * n * k * batch
-    compute = flops / (peak_flops * ceiling * wave_efficiency(m, n, batch, sms) * (k / (k + K_HALF)))
-    memory = (m * k + k * n + m * n) * batch * elem_bytes / mem_bytes_per_s
-    return max(compute, memory)
-
-
-def ring_factor(op: str, n: int) -> float:
-    """Bytes each rank sends per byte of payload (nccl-tests' bus-bandwidth factors)."""
-    if n <= 1:
-        return 0.0
-    return 2.0 * (n - 1) / n if op == "all_reduce" else (n - 1) / n
+                  bool(sequence_parallel and tp > 1), zero, precision, cp, framework or "auto",
+                  float(moe_imbalance), bool(compile), attention, tp_comm_overlap, moe_dispatcher)
 
 
 # ---------------------------------------------------------------- the model
@@ -140,177 +173,403 @@ class StepModel:
     layout: Layout
     profile: Profile
     cache: dict | None = None           # shared across layouts by the planner
+    compute_efficiency: float | None = None   # overrides the stack's (used by the back-test's fit)
 
     def __post_init__(self):
-        gpu = self.cluster.gpu
-        self.peak_key = self.layout.precision          # precision names are the table's peak keys
-        peak = gpu.peak(self.peak_key)
+        gpu, L = self.cluster.gpu, self.layout
+        peak = gpu.peak(L.precision)
         if peak is None:
-            hint = " (try --precision fp16)" if self.peak_key == "bf16" and gpu.peak("fp16") else ""
-            raise GpubenchError(f"--precision {self.layout.precision}: {gpu.key} has no dense "
-                                f"{self.peak_key} rate in the hardware table{hint}")
+            hint = " (try --precision fp16)" if L.precision == "bf16" and gpu.peak("fp16") else ""
+            raise GpubenchError(f"--precision {L.precision}: {gpu.key} has no dense "
+                                f"{L.precision} rate in the hardware table{hint}")
+        self.stack: Stack = get_stack(L.framework, zero=L.zero, compile=L.compile,
+                                      tp_comm_overlap=L.tp_comm_overlap)
+        # Compute-bound kernels run against the peak × a power cap's clock factor × the stack's
+        # in-training efficiency (stacks.py: what kernels achieve inside a step, fitted on the
+        # back-test, against what they achieve alone).
+        self.eta = self.compute_efficiency or self.stack.efficiency(gpu.arch)
+        clock = self.cluster.clock_factor * self.eta
         self.peak = peak * 1e12
-        self.bf16_peak = (gpu.peak("bf16") or gpu.peak("fp16") or peak) * 1e12
+        self.rate_peak = self.peak * clock
+        self.bf16_peak = (gpu.peak("bf16") or gpu.peak("fp16") or peak) * 1e12 * clock
         self.mem_bw = gpu.mem_bandwidth_gbps * 1e9 * self.profile.mem_bw_efficiency
-        self.ceiling = self.profile.ceiling(self.layout.precision)
-        self.act_bytes = ACT_BYTES[self.layout.precision]
-        self.elem_bytes = 1.0 if self.layout.precision == "fp8" else self.act_bytes
-        self.sms = self.cluster.link.multiprocessors
+        self.ceiling = self.profile.ceiling(L.precision)
+        self.act_bytes = ACT_BYTES[L.precision]
+        self.elem_bytes = 1.0 if L.precision == "fp8" else self.act_bytes
         link = self.cluster.link
-        self.intra_bw = link.intra_node_gbps * 1e9 * self.profile.intra_node_efficiency
-        self.inter_bw = link.inter_node_gbps * 1e9 * self.profile.inter_node_efficiency
+        self.sms = link.multiprocessors
+        self.comm_tax = min(1.0, COMM_SMS / self.sms)   # compute slowdown per second of hidden comm
+        self.gpn = link.gpus_per_node
+        self.links = Links(link.intra_node_gbps * 1e9 * self.profile.intra_node_efficiency,
+                           link.inter_node_gbps * 1e9 * self.profile.inter_node_efficiency, self.gpn)
+        self.attention_family = self._attention_family()
+        # Megatron-LM's rank order: tensor, context, (expert within) data, then pipeline.
+        self.tp_group = Group(L.tp, placement(L.tp, 1, self.gpn), self.links)
+        self.cp_group = Group(L.cp, placement(L.cp, L.tp, self.gpn), self.links)
+        # Expert parallelism within the data-parallel ranks of a stage when it fits there, else
+        # folded over the tensor/context ranks too (Megatron-Core's MoE parallel folding), when the
+        # experts are not themselves split by tensor parallelism.
+        self.folded = L.ep > L.dp * L.cp
+        self.etp = 1 if self.folded else L.tp
+        self.ep_group = Group(L.ep, placement(L.ep, 1 if self.folded else L.tp * L.cp, self.gpn), self.links)
+        dpc = L.dp * L.cp          # context-parallel ranks hold the same weights: they reduce together
+        self.dp_group = Group(dpc, placement(dpc, L.tp, self.gpn), self.links,
+                              nics_used=self.stack.flat_collective_nics if L.zero >= 2 else None)
+        self.pp_group = Group(2, placement(2, L.tp * L.cp * L.dp, self.gpn), self.links)
+
+    def _attention_family(self) -> str:
+        """The kernel family: as asked, else the stack's on this architecture."""
+        asked = self.layout.attention
+        family = self.stack.attention.get(self.cluster.gpu.arch, "flash2")
+        if asked == "auto":
+            return family
+        if asked == "flash":
+            return family if family != "unfused" else "flash2"
+        return asked
 
     # -- helpers
-    def gemm(self, m, n, k, batch=1, precision_ceiling=None, peak=None) -> float:
-        return gemm_time(int(m), int(n), int(k), int(batch), peak or self.peak,
-                         precision_ceiling or self.ceiling, self.mem_bw, self.elem_bytes, self.sms)
+    def gemm(self, m, n, k, batch=1, peak=None, ceiling=None, elem_bytes=None) -> float:
+        return gemm_time(int(max(1, round(m))), int(n), int(k), int(batch), peak or self.rate_peak,
+                         ceiling or self.ceiling, self.mem_bw, elem_bytes or self.elem_bytes, self.sms,
+                         self.profile.gemm_anchor(self.layout.precision, m, n, k, self.sms))
 
-    def tp_bw(self) -> float:
-        return self.intra_bw if self.layout.tp <= self.cluster.link.gpus_per_node else self.inter_bw
-
-    def collective(self, op: str, payload_bytes: float, n: int, bw: float) -> float:
-        return ring_factor(op, n) * payload_bytes / bw if n > 1 else 0.0
+    @property
+    def tokens_per_micro_batch(self) -> float:
+        """Tokens of one micro-batch on one GPU (context parallelism splits the sequence)."""
+        return self.layout.micro_batch * self.model.seq_len / self.layout.cp
 
     # -- one layer, one micro-batch, one GPU
     def layer_times(self, moe: bool) -> dict[str, float]:
         L = self.layout
         if self.cache is None:
             return self._layer_times(moe)
-        key = (moe, L.tp, L.micro_batch, L.sequence_parallel, L.recompute, L.ep, L.precision)
+        key = (moe, L.tp, L.cp, L.micro_batch, L.sequence_parallel, L.recompute, L.ep, L.precision,
+               L.framework, L.zero == 3, L.moe_imbalance, L.compile, L.attention, L.tp_comm_overlap,
+               L.moe_dispatcher, self.eta)
         if key not in self.cache:
             self.cache[key] = self._layer_times(moe)
         return self.cache[key]
 
-    def _layer_times(self, moe: bool) -> dict[str, float]:
+    def _linear(self, rows, n, k) -> tuple[float, float, float]:
+        """Forward Y = X·Wᵀ; backward dX = dY·W (inner n) and dW = dYᵀ·X (inner = rows)."""
+        return (self.gemm(rows, n, k), self.gemm(rows, k, n), self.gemm(n, k, rows))
+
+    def gemms(self, moe: bool) -> dict[str, float]:
+        """GEMM seconds of one layer: forward, input-gradient and weight-gradient passes."""
         m, L = self.model, self.layout
-        tp, b, s = L.tp, L.micro_batch, m.seq_len
-        t = b * s
-        gemm_fwd = gemm_bwd = 0.0
+        tp, t = L.tp, self.tokens_per_micro_batch
+        fwd = dgrad = wgrad = 0.0
         kernels = 0
 
-        def linear(rows, n, k, count=1):
-            # Forward Y = X·Wᵀ; backward dX = dY·W (inner n) and dW = dYᵀ·X (inner = rows):
-            # three GEMMs of different shapes, so different wave and tile efficiency.
-            nonlocal gemm_fwd, gemm_bwd
-            gemm_fwd += count * self.gemm(rows, n, k)
-            gemm_bwd += count * (self.gemm(rows, k, n) + self.gemm(n, k, rows))
+        def add(rows, n, k, count=1.0):
+            nonlocal fwd, dgrad, wgrad, kernels
+            f, d, w = self._linear(rows, n, k)
+            fwd += count * f
+            dgrad += count * d
+            wgrad += count * w
+            kernels += count
+
+        def split(n, k, par):
+            return (n // tp, k) if par == "col" else (n, k // tp) if par == "row" else (n, k)
 
         for _, n, k, par in m.attention_gemms():
-            n2, k2 = (n // tp, k) if par == "col" else (n, k // tp) if par == "row" else (n, k)
-            linear(t, n2, k2)
-            kernels += 1
-        a2a = 0.0
+            add(t, *split(n, k, par))
+        expert = 0.0
         if moe:
+            # Every token visits top_k experts; an expert rank holds experts/ep of them and sees
+            # the routed tokens of its ep group, the busiest rank `moe_imbalance` × the mean.
+            # Folded over the tensor ranks, each rank routes its own 1/tp of the tokens to whole
+            # experts; otherwise every tensor rank sees all tokens and holds 1/tp of each expert.
             experts_local = m.experts / L.ep
-            tokens_per_expert = t * m.top_k * L.ep / m.experts / tp
+            rows = t * m.top_k * L.ep / m.experts * L.moe_imbalance / (L.tp if self.folded else 1)
+            before = fwd + dgrad + wgrad
             for _, n, k, par in m.mlp_gemms(m.expert_ffn):
-                linear(max(1, round(tokens_per_expert)), n, k, count=experts_local)
-            if m.shared_experts:
-                for _, n, k, par in m.mlp_gemms(m.expert_ffn * m.shared_experts):
-                    n2, k2 = (n // tp, k) if par == "col" else (n, k // tp)
-                    linear(t, n2, k2)
-            linear(t, m.experts, m.hidden)       # router
-            kernels += 3 + 2 * int(experts_local)
-            if L.ep > 1:
-                # dispatch and combine: every routed token's hidden state crosses the EP group
-                bw = self.intra_bw if L.ep * tp <= self.cluster.link.gpus_per_node else self.inter_bw
-                payload = t * m.top_k * m.hidden * (1 if L.precision == "fp8" else 2) / tp
-                a2a = 2 * self.collective("all_to_all", payload, L.ep, bw)
+                add(rows, *(split(n, k, par) if self.etp > 1 else (n, k)), count=experts_local)
+            expert = fwd + dgrad + wgrad - before
+            if m.shared_ffn:
+                for _, n, k, par in m.mlp_gemms(m.shared_ffn):
+                    add(t, *split(n, k, par))
+            add(t, m.experts, m.hidden)       # router
         else:
             for _, n, k, par in m.mlp_gemms(m.ffn):
-                n2, k2 = (n // tp, k) if par == "col" else (n, k // tp)
-                linear(t, n2, k2)
-                kernels += 1
+                add(t, *split(n, k, par))
+        return {"fwd": fwd, "dgrad": dgrad, "wgrad": wgrad, "kernels": kernels, "expert": expert}
 
-        heads = m.heads // tp
+    def attention(self) -> dict[str, float]:
+        """Attention core of one layer: forward and backward seconds (causal, windowed, split)."""
+        m, L = self.model, self.layout
+        heads = m.heads / L.tp
         qk, v = m.attn_qk_dim, m.attn_v_dim
-        attn_flops_full = 2.0 * b * heads * s * s * (qk + v)
-        if self.profile.attention == "flash":
-            # Causal masking lets a fused kernel skip the upper triangle: half the work.
-            attn_fwd = 0.5 * attn_flops_full / (self.bf16_peak * self.profile.attention_fwd_efficiency)
-            attn_bwd = 2.5 * 0.5 * attn_flops_full / (self.bf16_peak * self.profile.attention_bwd_efficiency)
-            softmax_fwd = 0.0
-            kernels += 1
+        b, s = L.micro_batch, m.seq_len
+        windowed = m.windowed_layers / m.layers
+        keys = (1 - windowed) * m.mean_keys(False) + windowed * m.mean_keys(True)
+        if self.attention_family == "unfused":
+            # Megatron's unfused path: Q·Kᵀ and P·V as batched GEMMs over the full s×s (causal
+            # masking does not skip work), scale-mask-softmax (read, write) and dropout (read,
+            # write, mask) over the s² scores, in the forward; twice that in the backward.
+            rows = s / L.cp
+            c16 = self.profile.ceiling("bf16")
+            fwd = (self.gemm(rows, s, qk, b * heads, peak=self.bf16_peak, ceiling=c16, elem_bytes=2)
+                   + self.gemm(rows, v, s, b * heads, peak=self.bf16_peak, ceiling=c16, elem_bytes=2))
+            softmax = b * heads * rows * s * (2 * self.act_bytes + 2 * self.act_bytes + 1) / self.mem_bw
+            return {"fwd": fwd + softmax, "bwd": 2 * fwd + 2 * softmax, "core_fwd": fwd + softmax,
+                    "kernels": 4, "score_bytes": b * heads * rows * s}
+        flops = 2.0 * b * heads * (s / L.cp) * keys * (qk + v)
+        measured = None
+        if self.profile.measured("attention_fwd_efficiency"):
+            measured = (self.profile.attention_fwd_efficiency, self.profile.attention_bwd_efficiency)
+        eff_f, eff_b = attention_efficiency(self.attention_family, self.cluster.gpu.arch, keys,
+                                            m.attn_qk_dim, measured)
+        fwd = flops / (self.bf16_peak * eff_f)
+        bwd = 2.5 * flops / (self.bf16_peak * eff_b)
+        return {"fwd": fwd, "bwd": bwd, "core_fwd": fwd, "kernels": 2 + (1 if L.cp > 1 else 0),
+                "score_bytes": 0.0}
+
+    def elementwise(self, moe: bool) -> float:
+        """Forward seconds of one layer's element-wise kernels (the backward is twice this)."""
+        m, L = self.model, self.layout
+        t = self.tokens_per_micro_batch
+        width = m.hidden / L.tp if L.sequence_parallel else m.hidden
+        f = (m.expert_ffn * m.top_k * L.moe_imbalance + m.shared_ffn if moe else m.ffn) / L.tp
+        swiglu = m.mlp == "swiglu"
+        rope = (m.q_width + m.n_kv_heads * m.head_dim) / L.tp if swiglu else 0.0
+        q = m.heads * m.attn_qk_dim / L.tp
+        kv = (m.n_kv_heads if m.mla is None else m.heads) * m.attn_qk_dim / L.tp
+        elems = elementwise_elems(self.stack, width, f, rope, rmsnorm=swiglu, swiglu=swiglu, q=q, kv=kv)
+        if moe:
+            # Permute tokens to their experts and back, and the router's softmax/top-k.
+            elems += 2 * 2 * m.top_k * m.hidden / L.tp + 3 * m.experts
+        if L.precision == "fp8":
+            elems += self.fp8_cast_elems(q, kv, f) / 3     # the caller triples elementwise time
+        return t * elems * self.act_bytes / self.mem_bw
+
+    def fp8_cast_elems(self, q: float, kv: float, f: float) -> float:
+        """16-bit element units moved per token by one layer's fp8 casts, forward and backward.
+
+        A dynamic per-tensor cast reads its input for the amax, reads it again and writes 8 bits
+        (2.5 units); the weight gradient needs the transposed cast too (1.5). Transformer Engine
+        fuses the casts of the QKV and MLP inputs into the norms and of the down projection's
+        input into the activation, leaving the attention output's and the output gradients';
+        dynamic scaling in eager PyTorch (torchao) casts every GEMM input and output gradient."""
+        m, L = self.model, self.layout
+        h = m.hidden
+        up = (2 if m.mlp == "swiglu" else 1) * f
+        grads = (q + 2 * kv) + h + up + h          # output gradients of qkv, out, up, down
+        if self.stack.fused_elementwise and not self.stack.name.endswith("+compile"):
+            return 2.5 * q + 1.5 * grads
+        inputs = 2 * h + q + f                     # inputs of qkv, out, up, down
+        return 2.5 * inputs + 2.5 * grads + 1.5 * inputs
+
+    def tp_comm(self, gemm_fwd: float) -> tuple[float, float]:
+        """Forward tensor-parallel communication of one layer: (exposed, hidden) seconds."""
+        m, L = self.model, self.layout
+        if L.tp == 1:
+            return 0.0, 0.0
+        payload = self.tokens_per_micro_batch * m.hidden * self.act_bytes
+        if L.sequence_parallel:
+            t = 2 * (collective_time("all_gather", payload, self.tp_group)
+                     + collective_time("reduce_scatter", payload, self.tp_group))
         else:
-            attn_fwd = (self.gemm(s, s, qk, b * heads, peak=self.bf16_peak)
-                        + self.gemm(s, v, s, b * heads, peak=self.bf16_peak))
-            attn_bwd = 2 * attn_fwd
-            # Fused scale-mask-softmax (read, write) and dropout (read, write, mask) over s² scores.
-            softmax_fwd = b * heads * s * s * (2 * self.act_bytes + 2 * self.act_bytes + 1) / self.mem_bw
-            attn_fwd += softmax_fwd
-            attn_bwd += 2 * softmax_fwd
-            kernels += 4
+            t = 2 * collective_time("all_reduce", payload, self.tp_group)
+        hidden = min(self.stack.tp_overlap * t, gemm_fwd)
+        return t - hidden, hidden
 
-        # Norms, residuals and dropout run on full-width activations unless sequence-parallel.
-        h, f = m.hidden, (m.expert_ffn * m.top_k if moe else m.ffn)
-        width = h / tp if L.sequence_parallel else h
-        act_width = (3 if m.mlp == "swiglu" else 2) * f / tp
-        elem_fwd = t * (22 * width + 2 * act_width) * self.act_bytes / 2 / self.mem_bw
-        kernels += 8
+    def cp_comm(self, attn: dict) -> tuple[float, float]:
+        """Ring attention of one layer, forward + backward: (exposed, hidden) seconds.
 
-        payload = t * h * self.act_bytes
-        tp_comm_fwd = 2 * self.collective("all_reduce", payload, tp, self.tp_bw()) * (1 - self.profile.tp_overlap)
-        gap = self.profile.kernel_gap_s
-        fwd = gemm_fwd + attn_fwd + elem_fwd + tp_comm_fwd + a2a + kernels * gap
-        bwd = gemm_bwd + attn_bwd + 2 * elem_fwd + tp_comm_fwd + a2a + 2 * kernels * gap
-        recompute = {"none": 0.0, "selective": attn_fwd, "full": fwd}[L.recompute]
-        return {"fwd": fwd, "bwd": bwd, "recompute": recompute, "gemm": gemm_fwd + gemm_bwd,
-                "attention": attn_fwd + attn_bwd, "elementwise": 3 * elem_fwd,
-                "tp_comm": 2 * tp_comm_fwd + (tp_comm_fwd if L.recompute == "full" else 0.0),
-                "ep_comm": 2 * a2a, "gaps": 3 * kernels * gap}
+        Each rank passes its K/V chunk around the ring, cp − 1 steps in the forward; the
+        backward passes K/V again and their gradients back. Each step hides behind the
+        attention block computed on the chunk already there.
+        """
+        m, L = self.model, self.layout
+        if L.cp == 1:
+            return 0.0, 0.0
+        kv = 2 * L.micro_batch * (m.seq_len / L.cp) * max(1, m.n_kv_heads / L.tp) * m.attn_qk_dim * self.act_bytes
+        step = collective_time("p2p", kv, self.cp_group)
+        comm = (L.cp - 1) * step * (1 + 2)
+        hideable = attn["fwd"] + attn["bwd"]
+        exposed = max(0.0, comm - hideable) + step      # the first exchange waits
+        return exposed, comm - exposed
+
+    def ep_comm(self) -> float:
+        """Dispatch and combine all-to-all of one MoE layer, forward and backward.
+
+        Each of a rank's tokens goes to its top-k experts. Through NCCL's all-to-all every copy
+        for a rank in another node leaves through this rank's NIC. A node-aware dispatcher
+        (DeepSeek's DeepEP) sends a token once to each node that hosts any of its experts and
+        fans it out over NVLink there: the network carries h × (expected remote nodes) a token."""
+        m, L = self.model, self.layout
+        if L.ep == 1:
+            return 0.0
+        wire = 1 if L.precision == "fp8" else self.act_bytes
+        payload = self.tokens_per_micro_batch * m.top_k * m.hidden * wire / L.tp * L.moe_imbalance
+        g = self.ep_group
+        if L.moe_dispatcher == "deepep" and g.nodes > 1:
+            per_node = m.experts / g.nodes
+            # P(a node hosts none of a token's k experts) = C(E − E/N, k) / C(E, k)
+            p_none = math.comb(int(m.experts - per_node), m.top_k) / math.comb(m.experts, m.top_k)
+            remote_copies = (g.nodes - 1) * (1 - p_none)
+            net = payload / m.top_k * remote_copies / self.links.inter_bw
+            local = payload * (g.per_node - 1) / g.n / self.links.intra_bw
+            one = max(net, local) + collective_time("p2p", 1, g)
+            return 4 * one
+        return 4 * collective_time("all_to_all", payload, g)
+
+    def recompute_time(self, g: dict, attn: dict, elem_fwd: float, tp_fwd: float) -> float:
+        L = self.layout
+        if L.recompute == "none":
+            return 0.0
+        if L.recompute == "full":
+            return g["fwd"] + attn["fwd"] + elem_fwd + tp_fwd
+        if self.stack.selective == "op_sac":
+            # torchtitan's op-level policy keeps attention and every other matmul's output.
+            return 0.5 * g["fwd"] + elem_fwd
+        if self.attention_family == "unfused":
+            return attn["core_fwd"]           # Korthikanti et al.: the s² core attention
+        # With a fused attention kernel there is no s² tensor to save: Megatron-Core's selective
+        # recomputation re-runs the cheap element-wise modules (norms, activation) instead.
+        return elem_fwd
+
+    def _layer_times(self, moe: bool) -> dict[str, float]:
+        g = self.gemms(moe)
+        attn = self.attention()
+        elem = self.elementwise(moe)
+        tp_exposed, tp_hidden = self.tp_comm(g["fwd"])
+        cp_exposed, cp_hidden = self.cp_comm(attn)
+        a2a = self.ep_comm() if moe else 0.0
+        rec = self.recompute_time(g, attn, elem, tp_exposed)
+        kernels = g["kernels"] + attn["kernels"] + (8 if self.stack.fused_elementwise else 24) \
+            + (8 if moe else 0)
+        gap = max(KERNEL_GAP_FLOOR_S, self.profile.kernel_gap_s)
+        gaps = 3 * kernels * gap
+        # Hidden communication still takes multiprocessors from the compute it hides behind.
+        tax_fwd = self.comm_tax * tp_hidden
+        tax_bwd = self.comm_tax * (tp_hidden + cp_hidden)
+        fwd = g["fwd"] + attn["fwd"] + elem + tp_exposed + a2a / 2 + tax_fwd
+        bwd = g["dgrad"] + g["wgrad"] + attn["bwd"] + 2 * elem + tp_exposed + a2a / 2 + tax_bwd
+        return {"fwd": fwd, "bwd": bwd, "recompute": rec, "gaps": gaps,
+                "gemm": g["fwd"] + g["dgrad"] + g["wgrad"], "expert_gemm": g["expert"],
+                "attention": attn["fwd"] + attn["bwd"], "elementwise": 3 * elem,
+                "tp_comm": 2 * tp_exposed, "tp_hidden": 2 * tp_hidden, "cp_comm": cp_exposed,
+                "cp_hidden": cp_hidden, "ep_comm": a2a, "kernels": 3 * kernels,
+                "interference": tax_fwd + tax_bwd,
+                "compute": g["fwd"] + g["dgrad"] + g["wgrad"] + attn["fwd"] + attn["bwd"] + 3 * elem + rec}
 
     def head_time(self) -> float:
         """LM head forward and backward (3 GEMMs) plus the cross-entropy, on the last stage."""
         m, L = self.model, self.layout
-        t = L.micro_batch * m.seq_len
+        t = self.tokens_per_micro_batch
         n = m.vocab // L.tp
         gemms = self.gemm(t, n, m.hidden) + self.gemm(t, m.hidden, n) + self.gemm(n, m.hidden, t)
-        softmax = 3 * t * (m.vocab / L.tp) * 4 / self.mem_bw
+        # Logits in fp32 through softmax and its gradient: a fused vocab-parallel cross-entropy
+        # reads and writes them about 3 times; an eager one (upcast, log-softmax, NLL and back) ~7.
+        passes = 3 if self.stack.fused_elementwise else 7
+        softmax = passes * t * (m.vocab / L.tp) * 4 / self.mem_bw
         return gemms + softmax
+
+    def stage_layers(self, first: bool = False) -> tuple[int, int]:
+        """(dense, MoE) layers on the slowest pipeline stage (or on the first, which gets the
+        fewer layers when they do not divide evenly)."""
+        m, L = self.model, self.layout
+        stage = max(1, m.layers // L.pp) if first and L.pp > 1 else math.ceil(m.layers / L.pp)
+        n_moe = min(stage, m.moe_layers)
+        return stage - n_moe, n_moe
+
+    def data_parallel(self, per_mb_bwd: float, per_mb_fwd: float, per_mb_compute: float,
+                      micro_batches: int, layers: int) -> dict[str, float]:
+        """Gradient reduction, parameter gathers and their overlap, per step (seconds).
+
+        ZeRO-0: all-reduce of the gradients after the last backward, bucketed into it.
+        ZeRO-1 (Megatron's distributed optimizer): reduce-scatter of the gradients (bucketed
+        into the last backward) and all-gather of the updated parameters (hidden behind the
+        next forward where the stack overlaps it). ZeRO-2: the reduce-scatter every
+        micro-batch. ZeRO-3/FSDP: every micro-batch gathers each layer's parameters for the
+        forward and again for the backward (and for a recomputed forward where the stack does)
+        and reduce-scatters its gradients; a layer's traffic hides behind the neighbouring
+        layer's compute (prefetch), so what shows is the excess of traffic over compute. Under
+        pipelining, FSDP keeps a stage's gathered parameters for the whole step (torchtitan,
+        Llama 3): one gather and one reduce-scatter a step, as ZeRO-2 without the per-micro-batch
+        reduction.
+        Overlapped communication competes with compute for the GPU: the profile's
+        ``dp_overlap`` is the share of compute time it can hide behind.
+        """
+        L, st = self.layout, self.stack
+        g = self.dp_group
+        out = {"exposed": 0.0, "hidden": 0.0, "traffic": 0.0}
+        if g.n <= 1:
+            return out
+        params = self.params_per_gpu()
+        grad_b = st.grad_reduce_bytes
+        param_b = 1 if L.precision == "fp8" and L.zero == 3 else self.act_bytes
+        overlap = self.profile.dp_overlap
+        if L.zero == 3 and L.pp == 1:
+            gathers = 2 + (1 if (L.recompute == "full" and st.zero3_regather_on_recompute) else 0)
+            per_mb = (gathers * collective_time("all_gather", params * param_b, g)
+                      + collective_time("reduce_scatter", params * grad_b, g))
+            # The first layer's gather starts each micro-batch with nothing to hide behind.
+            first = per_mb / max(1, layers) / max(1, gathers + 1)
+            hideable = overlap * per_mb_compute
+            exposed_mb = max(0.0, per_mb - hideable) + first
+            out.update(traffic=micro_batches * per_mb, exposed=micro_batches * exposed_mb,
+                       hidden=micro_batches * (per_mb - exposed_mb))
+            return out
+        if L.zero == 2:
+            rs = collective_time("reduce_scatter", params * grad_b, g)
+            ag = collective_time("all_gather", params * self.act_bytes, g)
+            rs_exposed = max(0.0, rs - overlap * per_mb_bwd)
+            ag_exposed = max(0.0, ag - (overlap * per_mb_fwd if st.overlap_param_gather else 0.0))
+            out.update(traffic=micro_batches * rs + ag, exposed=micro_batches * rs_exposed + ag_exposed)
+            out["hidden"] = out["traffic"] - out["exposed"]
+            return out
+        if L.zero in (1, 3):
+            red = collective_time("reduce_scatter", params * grad_b, g)
+            ag = collective_time("all_gather", params * self.act_bytes, g)
+        else:
+            red = collective_time("all_reduce", params * grad_b, g)
+            ag = 0.0
+        # Buckets go out as the last micro-batch's backward produces them; the last bucket
+        # (about one layer's gradients) always waits.
+        last_bucket = red / max(1, layers)
+        red_exposed = max(last_bucket, red - overlap * per_mb_bwd)
+        ag_exposed = max(0.0, ag - (overlap * per_mb_fwd if st.overlap_param_gather else 0.0))
+        out.update(traffic=red + ag, exposed=red_exposed + ag_exposed)
+        out["hidden"] = out["traffic"] - out["exposed"]
+        return out
 
     def estimate(self) -> dict:
         m, L, c = self.model, self.layout, self.cluster
         micro_batches = L.global_batch // (L.micro_batch * L.dp)
-        stage_layers = math.ceil(m.layers / L.pp)
+        n_dense, n_moe = self.stage_layers()
         parts = {"dense": self.layer_times(False)}
         if m.is_moe:
             parts["moe"] = self.layer_times(True)
-        # The slowest stage sets the pace: the one holding the most MoE layers (or dense ones).
-        n_moe = min(stage_layers, m.moe_layers)
-        n_dense = stage_layers - n_moe
         per_layer = {}
         for key in parts["dense"]:
             per_layer[key] = n_dense * parts["dense"][key] + (n_moe * parts["moe"][key] if m.is_moe else 0)
         head = self.head_time()
         # Activations cross each stage boundary forward and back; scatter/gather sends 1/tp of them.
-        t = L.micro_batch * m.seq_len
-        p2p_bytes = t * m.hidden * self.act_bytes / L.tp
-        pp_comm = (2 * L.vpp * p2p_bytes / self.inter_bw) if L.pp > 1 else 0.0
-        mb_time = per_layer["fwd"] + per_layer["bwd"] + per_layer["recompute"] + pp_comm
-        # Interleaving splits each stage into vpp chunks; the head sits on the last chunk.
-        mb_time_last = mb_time + head
-        slot = max(mb_time, mb_time_last) if L.pp > 1 else mb_time_last
+        p2p_bytes = self.tokens_per_micro_batch * m.hidden * self.act_bytes / L.tp
+        pp_comm = 2 * L.vpp * collective_time("p2p", p2p_bytes, self.pp_group) if L.pp > 1 else 0.0
+        busy = per_layer["fwd"] + per_layer["bwd"] + per_layer["recompute"] + per_layer["cp_comm"]
+        mb_time = busy + per_layer["gaps"] + pp_comm
+        # Every stage holds the same layers; the last also the head, so it sets the pace.
+        slot = mb_time + head
+        # Host launch bound: a stage cannot run faster than the host issues its kernels.
+        launches = per_layer["kernels"] * self.stack.cpu_op_s
+        launch_extra = max(0.0, launches - slot)
+        slot += launch_extra
         bubble = (L.pp - 1) / L.vpp * slot
         pipeline = micro_batches * slot + bubble
 
-        # Data parallel: the gradient reduction after the last micro-batch's backward.
-        params_stage = self.params_per_gpu()
-        grad_bytes = 4 if L.precision in ("bf16", "fp8") else 2
-        ranks_per_node = max(1, min(L.dp, c.link.gpus_per_node // L.tp))
-        dp_bw = self.intra_bw if L.dp <= ranks_per_node else min(self.intra_bw, self.inter_bw * ranks_per_node)
-        dp_comm = self.collective("all_reduce", params_stage * grad_bytes, L.dp, dp_bw)
-        if L.zero == 3:
-            # Parameters gathered for forward and backward of every micro-batch (overlapped with compute).
-            gather = 2 * micro_batches * self.collective("all_gather", params_stage * self.act_bytes, L.dp, dp_bw)
-            dp_comm += max(0.0, gather - 0.9 * pipeline)
-        hideable = self.profile.dp_overlap * (per_layer["bwd"] if L.pp == 1 else 0.0)
-        dp_exposed = max(0.0, dp_comm - hideable)
+        dp = self.data_parallel(per_layer["bwd"] + per_layer["recompute"], per_layer["fwd"],
+                                per_layer["compute"], micro_batches, n_dense + n_moe)
+        # Adam: read/write fp32 master weights, moments and gradients (about 30 bytes a parameter),
+        # plus the gradient-norm pass; sharded by ZeRO ≥ 1 over the data-parallel group.
+        opt_params = self.params_per_gpu() / (self.dp_group.n if L.zero >= 1 else 1)
+        optimizer = opt_params * 34 / self.mem_bw
 
-        # Adam: read/write fp32 master weights, moments and gradients (about 30 bytes a parameter).
-        opt_params = params_stage / (L.dp if L.zero >= 1 else 1)
-        optimizer = opt_params * 30 / self.mem_bw
-
-        step = pipeline + dp_exposed + optimizer
+        dp_tax = self.comm_tax * dp["hidden"]
+        step = pipeline + dp["exposed"] + dp_tax + optimizer
         tokens = L.global_batch * m.seq_len
         tokens_per_s = tokens / step
         mflops = model_flops_per_token(m)
@@ -322,15 +581,23 @@ class StepModel:
             "gemm_s": slots * per_layer["gemm"],
             "attention_s": slots * per_layer["attention"],
             "elementwise_s": slots * per_layer["elementwise"],
-            "kernel_gaps_s": slots * per_layer["gaps"],
+            "kernel_gaps_s": slots * (per_layer["gaps"] + launch_extra),
             "lm_head_s": slots * head,
             "recompute_s": slots * per_layer["recompute"],
             "tp_comm_s": slots * per_layer["tp_comm"],
+            "cp_comm_s": slots * per_layer["cp_comm"],
             "ep_comm_s": slots * per_layer["ep_comm"],
             "pp_comm_s": slots * pp_comm,
             "pipeline_bubble_s": bubble,
-            "dp_comm_exposed_s": dp_exposed,
+            "dp_comm_exposed_s": dp["exposed"],
+            "overlap_interference_s": slots * per_layer["interference"] + dp_tax,
             "optimizer_s": optimizer,
+        }
+        overlaps = {
+            "tp_comm_hidden_behind_gemm_s": slots * per_layer["tp_hidden"],
+            "cp_comm_hidden_behind_attention_s": slots * per_layer["cp_hidden"],
+            "dp_comm_hidden_behind_compute_s": dp["hidden"],
+            "dp_traffic_s": dp["traffic"],
         }
         return {
             "step_time_s": step,
@@ -343,18 +610,21 @@ class StepModel:
             "peak_tflops": self.peak / 1e12,
             "micro_batches": micro_batches,
             "breakdown": breakdown,
+            "overlaps": overlaps,
+            "stack": self.stack.name,
+            "attention_kernel": self.attention_family,
         }
 
     def params_per_gpu(self) -> float:
+        """Parameters one GPU holds before ZeRO sharding (the busiest pipeline stage)."""
         m, L = self.model, self.layout
         per_layer_dense = m.layer_params(False, active=False) / L.tp
         if m.is_moe:
             moe = m.layer_params(True, active=False)
             experts = m.experts * m.mlp_params(m.expert_ffn)
-            per_layer_moe = (moe - experts) / L.tp + experts / (L.ep * L.tp)
+            per_layer_moe = (moe - experts) / L.tp + experts / (L.ep * self.etp)
         else:
             per_layer_moe = 0.0
-        stage_layers = math.ceil(m.layers / L.pp)
-        n_moe = min(stage_layers, m.moe_layers)
+        n_dense, n_moe = self.stage_layers()
         head = m.hidden * m.vocab / L.tp
-        return (stage_layers - n_moe) * per_layer_dense + n_moe * per_layer_moe + head
+        return n_dense * per_layer_dense + n_moe * per_layer_moe + head

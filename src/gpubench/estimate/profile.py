@@ -47,6 +47,9 @@ class Profile:
     kernel_gap_s: float = 4e-6                 # idle time between dependent kernels
     provenance: tuple[dict, ...] = ()
     carried_from: str | None = None            # set when applied to another GPU than measured
+    # Measured GEMMs by shape: (precision, m, n, k, fraction of the dense peak). The model's
+    # shape terms are anchored to the nearest measured shape (``gemm_anchor``).
+    gemm_shapes: tuple[tuple, ...] = ()
 
     def ceiling(self, precision: str) -> float:
         key = "fp8" if precision.startswith("fp8") else precision
@@ -56,9 +59,30 @@ class Profile:
             return self.gemm_ceiling.get("bf16", self.gemm_ceiling.get("fp16"))
         return min(self.gemm_ceiling.values())
 
+    def measured(self, field: str) -> bool:
+        """Whether a calibration measured this field (rather than taking a published default)."""
+        if not any(p.get("kind") == "measured" for p in self.provenance):
+            return False
+        published = set()
+        for p in self.provenance:
+            if p.get("kind") == "published":
+                published.update(p.get("fields", ()))
+        return field not in published
+
+    def gemm_anchor(self, precision: str, m: float, n: float, k: float, sms: int) -> float:
+        """Measured ÷ modelled rate at the nearest measured shape of this precision (1 if none).
+
+        Only shapes inside the measured range are anchored (every dimension within 2× of a
+        measured shape's); beyond it the model's shape terms stand alone."""
+        if not self.gemm_shapes:
+            return 1.0
+        return _anchor(self.gemm_shapes, "fp8" if precision.startswith("fp8") else precision,
+                       float(m), float(n), float(k), self.ceiling(precision), sms)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["provenance"] = list(self.provenance)
+        d["gemm_shapes"] = [list(x) for x in self.gemm_shapes]
         d["kind"] = "gpubench-calibration-profile"
         d["version"] = 1
         return d
@@ -70,6 +94,7 @@ class Profile:
         known = set(cls.__dataclass_fields__)
         kw = {k: v for k, v in d.items() if k in known}
         kw["provenance"] = tuple(kw.get("provenance", ()))
+        kw["gemm_shapes"] = tuple(tuple(x) for x in kw.get("gemm_shapes", ()))
         try:
             return cls(**kw)
         except TypeError as e:
@@ -94,6 +119,28 @@ class Profile:
         return replace(self, carried_from=self.carried_from or self.gpu_key, gpu_key=gpu_key)
 
 
+def _anchor(shapes, precision, m, n, k, ceiling, sms) -> float:
+    import math
+
+    from gpubench.estimate.kernels import shape_efficiency
+
+    best, best_d = None, None
+    for p, sm, sn, sk, frac in shapes:
+        if p != precision:
+            continue
+        ratios = (m / sm, n / sn, k / sk)
+        if any(r > 2 or r < 0.5 for r in ratios):
+            continue
+        d = sum(abs(math.log(r)) for r in ratios)
+        if best_d is None or d < best_d:
+            best, best_d = (sm, sn, sk, frac), d
+    if best is None:
+        return 1.0
+    sm, sn, sk, frac = best
+    modelled = ceiling * shape_efficiency(int(sm), int(sn), int(sk), 1, sms)
+    return frac / modelled if modelled > 0 else 1.0
+
+
 _MAMF = {"source": "mamf-finder, stas00/ml-engineering (compute/accelerator)", "kind": "published"}
 _NCCL = {"source": "nccl-tests all-reduce bus bandwidth, published DGX figures", "kind": "published"}
 _MEG = {"source": "Narayanan et al. 2021, Megatron-LM on DGX A100 (software stack reference)",
@@ -105,7 +152,7 @@ DEFAULTS: dict[str, Profile] = {
     # peak, below the 87% mamf-finder measures with 2024 software. Calibrate to replace it.
     "ampere": Profile(
         name="published-a100-megatron", gpu_key="a100-sxm-80gb",
-        gemm_ceiling={"bf16": 0.78, "fp16": 0.78, "tf32": 0.75, "fp32": 0.90},
+        gemm_ceiling={"bf16": 271.2 / 312, "fp16": 271.2 / 312, "tf32": 0.75, "fp32": 0.90},
         attention="unfused",
         attention_fwd_efficiency=0.60, attention_bwd_efficiency=0.45, mem_bw_efficiency=0.89,
         intra_node_efficiency=230 / 300, inter_node_efficiency=0.90,

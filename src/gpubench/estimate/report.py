@@ -93,3 +93,25 @@ def render_plan(results: list[dict], stats: dict) -> str:
                      disable_numparse=True)
     note = f"\n{stats['note']}" if stats.get("note") else ""
     return f"{head}\n\n{table}{note}"
+
+
+def render_backtest(preds, skipped, summ: dict, baseline_mfu, show_rows: bool) -> str:
+    lines = []
+    if show_rows:
+        rows = [[p.run.id, p.run.family, p.run.metric, f"{p.run.value:,.4g}", f"{p.predicted:,.4g}",
+                 f"{100 * p.error:+.1f}%", f"{100 * p.baseline_error:+.1f}%", "yes" if p.fits else "NO"]
+                for p in sorted(preds, key=lambda p: (p.run.family, p.run.id))]
+        lines += [tabulate(rows, headers=["run", "family", "metric", "published", "predicted", "error",
+                                          "baseline", "fits"], disable_numparse=True), ""]
+    fam_rows = [[name, s["rows"], f"{100 * s['mae']:.1f}%", f"{100 * s['bias']:+.1f}%",
+                 f"{100 * s['worst']:+.1f}%", f"{100 * s['baseline_mae']:.1f}%", f"{100 * s['fit']:.0f}%"]
+                for name, s in summ.items()]
+    lines.append(tabulate(fam_rows, headers=["family", "rows", "mean |error|", "bias", "worst",
+                                             "baseline |error|", "layouts fit"], disable_numparse=True))
+    if baseline_mfu:
+        lines.append(f"baseline: one MFU constant fitted on these rows ({100 * baseline_mfu:.1f}% of the "
+                     f"dense bf16 peak), applied to every row")
+    if skipped:
+        lines.append(f"{len(skipped)} row(s) not predicted (`--json` lists why): "
+                     + ", ".join(r.id for r in skipped[:6]) + (" …" if len(skipped) > 6 else ""))
+    return "\n".join(lines)
