@@ -11,7 +11,7 @@ from gpubench.estimate.flops import (hardware_flops_per_token, model_flops_per_t
                                      narayanan_flops_per_iteration)
 from gpubench.estimate.models import ModelConfig, get_model
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+from gpubench.estimate.backtest import DATA as PUBLISHED_RUNS
 
 
 def run_json(capsys, *args):
@@ -88,13 +88,18 @@ def test_moe_flops_use_active_parameters():
 def test_gpt3_34_days_and_4_28m(capsys):
     """300B tokens, 1024 A100, 140 TFLOP/s per GPU with full recomputation: about 34 days,
     and $4.28M at $40.96 per hour per 8 GPUs (AWS p4de). gpubench's FLOPs include attention
-    and the LM head (Eq. 3), 3% more than the article's 8·T·P."""
+    and the LM head (Eq. 3), 3% more than the article's 8·T·P. The article's arithmetic is a
+    run that never stops: gpubench's ``ideal`` figures; the headline adds expected losses."""
     e = run_json(capsys, "estimate", "--model", "gpt3-175b", "--gpu", "a100-80gb", "--gpus", "1024",
                  "--tp", "8", "--pp", "8", "--global-batch", "1536", "--recompute", "full",
                  "--precision", "fp16", "--tokens", "300B", "--hfu", str(140 / 312), "--price", str(40.96 / 8))
     assert e["hardware_tflops_per_gpu"] == pytest.approx(140, rel=1e-6)
-    assert e["train_days"] == pytest.approx(34, rel=0.05)
-    assert e["cost_usd"]["cloud"] == pytest.approx(4.28e6, rel=0.05)
+    assert e["ideal"]["train_days"] == pytest.approx(34, rel=0.05)
+    assert e["ideal"]["cost_usd_cloud"] == pytest.approx(4.28e6, rel=0.05)
+    # Failures, restarts and checkpoints cost a run of 1024 GPUs for a month a few percent.
+    assert 1.0 < e["train_days"] / e["ideal"]["train_days"] < 1.15
+    assert e["cost_usd"]["cloud"] / e["ideal"]["cost_usd_cloud"] == pytest.approx(
+        e["train_days"] / e["ideal"]["train_days"], rel=1e-9)
     # The article's own arithmetic, 8·T·P/(n·X), from the same output.
     assert 8 * 300e9 * 175e9 / (1024 * 140e12) / 86400 == pytest.approx(33.9, abs=0.1)
 
@@ -113,20 +118,30 @@ def test_estimate_json_fields(capsys):
     assert e["tokens_per_s"] == pytest.approx(e["tokens_per_step"] / e["step_time_s"])
     assert sum(e["breakdown"].values()) == pytest.approx(e["step_time_s"], rel=1e-6)
     assert e["memory"]["fits"] is True
-    assert {"compute", "exposed"} != set()      # breakdown terms below
-    for term in ("gemm_s", "attention_s", "tp_comm_s", "pp_comm_s", "dp_comm_exposed_s", "pipeline_bubble_s",
-                 "recompute_s", "optimizer_s"):
+    for term in ("gemm_s", "attention_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "dp_comm_exposed_s",
+                 "pipeline_bubble_s", "recompute_s", "optimizer_s", "overlap_interference_s"):
         assert term in e["breakdown"]
+    u = e["uncertainty"]
+    assert u["level"] == 0.8 and u["basis"]
+    for key in ("step_time_s", "gpu_hours", "cost_usd_cloud"):
+        lo, hi = u[key]
+        point = {"step_time_s": e["step_time_s"], "gpu_hours": e["gpu_hours"],
+                 "cost_usd_cloud": e["cost_usd"]["cloud"]}[key]
+        assert 0 < lo < hi and lo < point * 1.5 and hi > point / 1.5
 
 
 # ---- Narayanan et al. 2021, Table 1 ------------------------------------------------
 
 def _table1():
-    path = REFERENCE / "narayanan2021_table1.csv"
-    if not path.exists():
-        pytest.skip(f"reference table not present at {path}")
-    with open(path) as f:
-        return list(csv.DictReader(f))
+    """Narayanan et al. 2021 Table 1, as copied into the project's back-test table."""
+    with open(PUBLISHED_RUNS) as f:
+        rows = [r for r in csv.DictReader(f) if r["id"].startswith("narayanan-t1-")]
+    assert len(rows) == 10
+    for r in rows:
+        r["params_billion"] = r["id"].split("-")[2].rstrip("b")
+        r["seq"] = r["seq_len"]
+        r["hw_tflops_per_gpu"] = r["value"]
+    return rows
 
 
 def test_narayanan_table1_within_10_percent(capsys):
@@ -165,15 +180,17 @@ def test_bigger_gemms_and_pipelines_trade_off_as_published(capsys):
 
 def test_plan_ranks_fitting_layouts(capsys):
     ranked = run_json(capsys, "plan", "--model", "gpt3-175b", "--gpu", "a100-80gb", "--gpus", "1024",
-                      "--global-batch", "1536", "--tokens", "300B", "--top", "5")
+                      "--global-batch", "1536", "--tokens", "300B", "--top", "5")["ranked"]
     assert len(ranked) == 5
     times = [e["step_time_s"] for e in ranked]
     assert times == sorted(times)
     for e in ranked:
         assert e["memory"]["fits"]
         lay = e["layout"]
-        assert lay["tp"] * lay["pp"] * lay["dp"] == 1024
+        assert lay["tp"] * lay["cp"] * lay["pp"] * lay["dp"] == 1024
         assert 1536 % (lay["micro_batch"] * lay["dp"]) == 0
+        # What Megatron-LM accepts: stages (and interleaved chunks) divide the 96 layers.
+        assert 96 % (lay["pp"] * lay["vpp"]) == 0 and lay["tp"] <= 8
         assert "cost_usd" in e and "train_days" in e
     # The winner beats the layout of the published run it is compared with.
     published = run_json(capsys, "estimate", "--model", "gpt3-175b", "--gpu", "a100-80gb", "--gpus", "1024",
@@ -184,13 +201,13 @@ def test_plan_ranks_fitting_layouts(capsys):
 
 def test_plan_by_cost_and_estimate_agree(capsys):
     ranked = run_json(capsys, "plan", "--model", "llama2-7b", "--gpu", "h100", "--gpus", "64",
-                      "--global-batch", "512", "--tokens", "100B", "--rank", "cost", "--top", "3")
+                      "--global-batch", "512", "--tokens", "100B", "--rank", "cost", "--top", "3")["ranked"]
     costs = [e["cost_usd"]["cloud"] for e in ranked]
     assert costs == sorted(costs)
     lay = ranked[0]["layout"]
     again = run_json(capsys, "estimate", "--model", "llama2-7b", "--gpu", "h100", "--gpus", "64",
                      "--global-batch", "512", "--tokens", "100B", "--tp", str(lay["tp"]), "--pp", str(lay["pp"]),
-                     "--vpp", str(lay["vpp"]), "--micro-batch", str(lay["micro_batch"]),
+                     "--cp", str(lay["cp"]), "--vpp", str(lay["vpp"]), "--micro-batch", str(lay["micro_batch"]),
                      "--recompute", lay["recompute"], "--zero", str(lay["zero"]),
                      *(["--sequence-parallel"] if lay["sequence_parallel"] else []))
     assert again["step_time_s"] == pytest.approx(ranked[0]["step_time_s"], rel=1e-9)
@@ -200,10 +217,10 @@ def test_plan_search_space_is_large_and_complete():
     from gpubench.estimate.cluster import make_cluster
     from gpubench.estimate.plan import layouts
 
-    space = list(layouts(get_model("deepseek-v3"), make_cluster("h800", 2048), 15360, "fp8"))
+    space = list(layouts(get_model("qwen3-30b-a3b"), make_cluster("h100", 1024), 4096, "bf16"))
     assert len(space) >= 100_000
     assert len(set(space)) == len(space)
-    assert all(l.tp * l.pp * l.dp == 2048 and 15360 % (l.micro_batch * l.dp) == 0 for l in space)
+    assert all(l.tp * l.cp * l.pp * l.dp == 1024 and 4096 % (l.micro_batch * l.dp) == 0 for l in space)
 
 
 # ---- bad input -----------------------------------------------------------------------
@@ -239,9 +256,17 @@ def test_unknown_names_suggest(capsys):
     assert "unknown GPU" in line and "a100-80gb" in line
 
 
-def test_plan_needs_global_batch(capsys):
-    assert "--global-batch" in run_error(capsys, "plan", "--model", "gpt3", "--gpu", "h100", "--gpus", "64",
-                                         "--tokens", "1B")
+def test_plan_and_estimate_share_the_default_batch(capsys):
+    """No --global-batch: both take about 4M tokens a step, a whole number of micro-batches."""
+    out = run_json(capsys, "plan", "--model", "gpt3", "--gpu", "h100", "--gpus", "64", "--tokens", "1B",
+                   "--top", "3")
+    for e in out["ranked"]:
+        lay = e["layout"]
+        tokens = lay["global_batch"] * 2048
+        assert 2**21 < tokens < 2**23 and lay["global_batch"] % (lay["micro_batch"] * lay["dp"]) == 0
+    e = run_json(capsys, "estimate", "--model", "gpt3", "--gpu", "h100", "--gpus", "64", "--tp", "8",
+                 "--pp", "8", "--tokens", "1B")
+    assert e["layout"]["global_batch"] * 2048 == pytest.approx(4 * 2**20, rel=0.01)
 
 
 # ---- calibrate → estimate -------------------------------------------------------------
@@ -277,7 +302,7 @@ def test_calibrate_then_estimate(capsys, tmp_path):
     e_fast = run_json(capsys, *base, "--calibration", str(profiles["fast"]))
     assert e_slow["profile"]["name"] == "measured-h100-sxm"
     assert e_fast["mfu"] > e_slow["mfu"] and e_fast["train_days"] < e_slow["train_days"]
-    assert not e_fast["warnings"]
+    assert not [w for w in e_fast["warnings"] if "calibration" in w]
     # Carried to another GPU: allowed, scaled by peaks, and said out loud.
     e_a100 = run_json(capsys, *base[:3], "--gpu", "a100-80gb", *base[5:], "--calibration", str(profiles["fast"]))
     assert e_a100["profile"]["measured_on"] == "h100-sxm" and e_a100["profile"]["carried_to"] == "a100-sxm-80gb"

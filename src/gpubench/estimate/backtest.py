@@ -50,6 +50,7 @@ class PublishedRun:
     metric: str
     value: float
     excluded: str | None = None         # why the row cannot be predicted, if it cannot
+    planned: bool = False               # layout not published: the planner's best stands in
     model: ModelConfig | None = None
     layout_kw: dict = field(default_factory=dict)
 
@@ -105,8 +106,12 @@ def load_runs(path: Path = DATA) -> list[PublishedRun]:
             except GpubenchError:
                 arch = "?"
             run.family = family_of(r["framework"], arch, bool(_int(r["experts"], 0)), metric)
-            missing = [k for k in ("layers", "hidden", "heads", "seq_len", "vocab", "gpu", "gpus", "tp", "pp",
-                                   "global_batch") if not r[k].strip()]
+            # A whole run whose layout was not published is costed with the planner's best layout.
+            planned = metric in ("gpu_hours", "tokens_per_s_per_gpu") and not r["tp"].strip() and \
+                "layout=gpubench plan" in r["assumed"]
+            needed = ("layers", "hidden", "heads", "seq_len", "vocab", "gpu", "gpus") + \
+                (() if planned else ("tp", "pp", "global_batch"))
+            missing = [k for k in needed if not r[k].strip()]
             if metric == "gpu_hours" and not r["tokens"].strip():
                 missing.append("tokens")
             if missing:
@@ -115,10 +120,12 @@ def load_runs(path: Path = DATA) -> list[PublishedRun]:
                 continue
             try:
                 run.model = _model(r)
+                run.planned = planned
                 run.layout_kw = dict(
-                    tp=_int(r["tp"]), pp=_int(r["pp"]), cp=_int(r["cp"], 1), vpp=_int(r["vpp"], 1),
+                    tp=_int(r["tp"], 1), pp=_int(r["pp"], 1), cp=_int(r["cp"], 1), vpp=_int(r["vpp"], 1),
                     ep=_int(r["ep"], 1) or 1, micro_batch=_int(r["micro_batch"], 1),
-                    global_batch=_int(r["global_batch"]), recompute=r["recompute"] or "none",
+                    global_batch=_int(r["global_batch"]) if r["global_batch"].strip() else None,
+                    recompute=r["recompute"] or "none",
                     sequence_parallel=r["sequence_parallel"] in ("1", "true", "True"),
                     zero=_int(r["zero"], 0), precision=r["precision"] or "bf16",
                     framework=_framework_flag(r["framework"]), compile=r.get("compile") == "1",
@@ -181,8 +188,9 @@ def predict(run: PublishedRun, profile=None, efficiency: float | None = None) ->
     cluster = make_cluster(r["gpu"], _int(r["gpus"]),
                            inter_node_gbps=float(r["inter_node_gbps"]) if r.get("inter_node_gbps") else None,
                            power_limit_w=float(r["power_limit_w"]) if r.get("power_limit_w") else None)
-    layout = make_layout(run.model, cluster.gpus, **run.layout_kw)
     prof = profile or default_profile(cluster.gpu.key, cluster.gpu.arch)
+    layout = planned_layout(run, cluster, prof) if run.planned else make_layout(run.model, cluster.gpus,
+                                                                                **run.layout_kw)
     sm = StepModel(run.model, cluster, layout, prof, compute_efficiency=efficiency)
     est = sm.estimate()
     tps_gpu = est["tokens_per_s"] / cluster.gpus
@@ -204,6 +212,24 @@ def predict(run: PublishedRun, profile=None, efficiency: float | None = None) ->
                                run.model.params())["gpu_hours"]
     fits = memory_estimate(sm)["fits"]
     return Prediction(run, pred, tps_gpu, fits=fits)
+
+
+_PLANNED: dict = {}
+
+
+def planned_layout(run: PublishedRun, cluster, prof):
+    """The planner's best layout for a run whose layout was not published (cached per process)."""
+    from gpubench.estimate.perf import Layout
+    from gpubench.estimate.plan import search
+
+    kw = run.layout_kw
+    key = (run.model, cluster, prof.name, kw["global_batch"], kw["precision"], kw["framework"])
+    if key not in _PLANNED:
+        ranked, _ = search(run.model, cluster, global_batch=kw["global_batch"], precision=kw["precision"],
+                           profile=prof, tokens=1e12, top=1, options={"framework": kw["framework"]},
+                           with_uncertainty=False)
+        _PLANNED[key] = Layout(**{k: ranked[0]["layout"][k] for k in Layout.__dataclass_fields__})
+    return _PLANNED[key]
 
 
 def _published_mfu(p: Prediction) -> float:
@@ -335,4 +361,38 @@ def fit_efficiency(runs: list[PublishedRun] | None = None) -> dict[str, dict[str
                 break
         eta = (lo + hi) / 2
         out.setdefault(fam, {})[arch] = (round(eta, 4), len(usable), math.sqrt(loss(eta) / len(usable)))
+    return out
+
+
+def source_key(run: PublishedRun) -> str:
+    """The publication a row comes from (rows of one source share assumptions and software)."""
+    return re.split(r"[,(;]", run.row["source"])[0].strip()
+
+
+def cross_validate(runs: list[PublishedRun] | None = None) -> list[Prediction]:
+    """Leave one source out: refit η without a source's rows, then predict them.
+
+    The only constants fitted on the table are the stacks' compute efficiencies; this shows
+    how the model does on a publication it has not seen."""
+    from gpubench.estimate.stacks import get_stack
+    from gpubench.hardware import get_gpu
+
+    runs = load_runs() if runs is None else runs
+    usable = [r for r in runs if not r.excluded]
+    out = []
+    for key in sorted({source_key(r) for r in usable}):
+        held = [r for r in usable if source_key(r) == key]
+        table = fit_efficiency([r for r in usable if source_key(r) != key])
+        for run in held:
+            stack = get_stack(run.layout_kw["framework"], zero=run.layout_kw["zero"])
+            arch = get_gpu(run.row["gpu"]).arch
+            eta = None
+            for fam in (stack.family, "megatron", "nemo"):
+                if arch in table.get(fam, {}):
+                    eta = table[fam][arch][0]
+                    break
+            try:
+                out.append(predict(run, efficiency=eta))
+            except GpubenchError:
+                pass
     return out

@@ -184,7 +184,11 @@ def _load(paths: Sequence[str | Path]) -> tuple[list[tuple[Path, Run]], GPUSpec,
 
 # ---- the figures ----
 
-def _gemm(records: list[_Source], spec: GPUSpec, notes: list[str]) -> dict[str, tuple[float, str]]:
+def _gemm(records: list[_Source], spec: GPUSpec, notes: list[str],
+          shapes: list | None = None) -> dict[str, tuple[float, str]]:
+    """Ceilings per precision; every fully timed shape (any size) is appended to ``shapes``
+    as (precision, m, n, k, fraction of peak), the profile's per-shape anchors."""
+    shapes = [] if shapes is None else shapes
     full: dict[str, list[tuple[float, _Source, str]]] = defaultdict(list)
     probes: dict[str, list[tuple[float, _Source, str]]] = defaultdict(list)
     small = 0
@@ -210,6 +214,9 @@ def _gemm(records: list[_Source], spec: GPUSpec, notes: list[str]) -> dict[str, 
             shape = tuple(_int((r.metrics or {}).get(f"best_{d}")) for d in "mnk")
         else:
             shape = tuple(_int(r.params.get(d)) for d in "mnk")
+        is_probe = r.benchmark == "matmul" and str(r.params.get("search", "")) == "mamf"
+        if None not in shape and not is_probe:
+            shapes.append((_ceiling_key(dtype), *shape, frac))
         if None in shape:
             if r.benchmark != "mamf":
                 notes.append(f"ignored: matmul record without m, n, k {src.where()}")
@@ -222,7 +229,6 @@ def _gemm(records: list[_Source], spec: GPUSpec, notes: list[str]) -> dict[str, 
                 continue
             desc = f"{r.benchmark} {m}×{n}×{k}"
         key = _ceiling_key(dtype)
-        is_probe = r.benchmark == "matmul" and str(r.params.get("search", "")) == "mamf"
         (probes if is_probe else full)[key].append((frac, src, desc))
     if small:
         notes.append(f"ignored: {small} matmul record(s) smaller than 1024³ (m·n·k < 2^30): "
@@ -455,7 +461,8 @@ def build_profile(paths: Sequence[str | Path]) -> tuple[Profile, list[str]]:
                      + " (not used for calibration)")
 
     measured: dict[str, tuple[Any, str]] = {}
-    gemm = _gemm(groups["gemm"], spec, notes)
+    shapes: list = []
+    gemm = _gemm(groups["gemm"], spec, notes, shapes)
     for key, (frac, how) in gemm.items():
         measured[f"gemm_ceiling.{key}"] = (frac, how)
     if groups["membw"]:
@@ -490,7 +497,7 @@ def build_profile(paths: Sequence[str | Path]) -> tuple[Profile, list[str]]:
         if key not in gemm:
             from_default.append(f"gemm_ceiling.{key}")
             notes.append(f"default gemm_ceiling.{key} = {_fmt(default.gemm_ceiling[key])} ({dname})")
-    skip = {"name", "gpu_key", "gemm_ceiling", "provenance", "carried_from"}
+    skip = {"name", "gpu_key", "gemm_ceiling", "provenance", "carried_from", "gemm_shapes"}
     for f in fields(Profile):
         if f.name in skip or f.name in values:
             continue
@@ -504,8 +511,14 @@ def build_profile(paths: Sequence[str | Path]) -> tuple[Profile, list[str]]:
     provenance.append({"source": default.name, "kind": "published", "fields": from_default,
                        "references": [p.get("source") for p in default.provenance if p.get("source")],
                        **({"carried_from": default.carried_from} if default.carried_from else {})})
+    best: dict[tuple, tuple] = {}
+    for shape in shapes:                       # the best timing of each shape
+        if shape[:4] not in best or shape[4] > best[shape[:4]][4]:
+            best[shape[:4]] = shape
+    if best:
+        notes.append(f"measured gemm_shapes: {len(best)} shape(s) anchor the GEMM model near them")
     profile = Profile(name=f"measured-{spec.key}", gpu_key=spec.key, provenance=tuple(provenance),
-                      carried_from=None, **values)
+                      carried_from=None, gemm_shapes=tuple(sorted(best.values())), **values)
     return profile, notes
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p")
 
@@ -125,6 +126,7 @@ def all_to_all_time(payload_bytes: float, group: Group) -> float:
     return p["base"] + (p["inter"] if group.nodes > 1 else p["intra"]) + max(remote, local)
 
 
+@lru_cache(maxsize=1 << 16)
 def collective_time(op: str, payload_bytes: float, group: Group) -> float:
     """Seconds for one collective of ``payload_bytes`` (S: the full, gathered or reduced size)."""
     if op not in OPS:

@@ -49,29 +49,62 @@ def parse_int(flag: str, text) -> int | None:
     return int(v)
 
 
+INT = "INTEGER"
+NUM = "NUMBER"
+
+
 def model_options(f):
     opts = [
         click.option("--model", "model_name", help="zoo model (gpubench estimate --list-models)"),
-        click.option("--layers"), click.option("--hidden"), click.option("--heads"),
-        click.option("--kv-heads"), click.option("--ffn-hidden"), click.option("--vocab"),
-        click.option("--seq-len"), click.option("--mlp", type=click.Choice(["gelu", "swiglu"])),
-        click.option("--experts"), click.option("--top-k"), click.option("--expert-ffn-hidden"),
-        click.option("--gpu", "gpu_name", help="GPU model (h100-sxm, a100-80gb, …)"),
-        click.option("--gpus", help="number of GPUs"),
-        click.option("--gpus-per-node"), click.option("--intra-node-gbps"), click.option("--inter-node-gbps"),
-        click.option("--global-batch", help="sequences per optimizer step"),
-        click.option("--tokens", help="training tokens (300e9, 300B, 2T)"),
-        click.option("--steps", help="optimizer steps (instead of --tokens)"),
+        click.option("--list-models", is_flag=True, help="print the model zoo and exit"),
+        click.option("--layers", metavar=INT), click.option("--hidden", metavar=INT),
+        click.option("--heads", metavar=INT), click.option("--kv-heads", metavar=INT),
+        click.option("--head-dim", metavar=INT, help="per-head width when heads × it is not --hidden"),
+        click.option("--ffn-hidden", metavar=INT), click.option("--vocab", metavar=INT),
+        click.option("--seq-len", metavar=INT), click.option("--mlp", type=click.Choice(["gelu", "swiglu"])),
+        click.option("--experts", metavar=INT, help="routed experts per MoE layer"),
+        click.option("--top-k", metavar=INT), click.option("--expert-ffn-hidden", metavar=INT),
+        click.option("--shared-experts", metavar=INT, help="experts every token also goes through"),
+        click.option("--dense-layers", metavar=INT, help="leading layers with a dense MLP (MoE models)"),
+        click.option("--window", metavar=INT, help="sliding-window attention span in tokens"),
+        click.option("--window-layers", metavar=INT, help="how many layers use the window (default all)"),
+        click.option("--gpu", "gpu_name", help="GPU model (h100, a100-80gb, …; --list-gpus)"),
+        click.option("--list-gpus", is_flag=True, help="print the GPUs with interconnect facts and exit"),
+        click.option("--gpus", metavar=INT, help="number of GPUs"),
+        click.option("--gpus-per-node", metavar=INT), click.option("--intra-node-gbps", metavar=NUM),
+        click.option("--inter-node-gbps", metavar=NUM, help="network bandwidth per GPU, GB/s"),
+        click.option("--power-limit-w", metavar=NUM, help="GPU power cap below its TDP, watts"),
+        click.option("--global-batch", metavar=INT,
+                     help="sequences per optimizer step (default: about 4M tokens)"),
+        click.option("--tokens", metavar=NUM, help="training tokens (300e9, 300B, 2T)"),
+        click.option("--steps", metavar=INT, help="optimizer steps (instead of --tokens)"),
         click.option("--precision", type=click.Choice(["bf16", "fp16", "fp8", "tf32", "fp32"]), default="bf16",
                      show_default=True),
-        click.option("--price", help="USD per GPU-hour (default: the price table's cloud figure)"),
-        click.option("--gpu-price", help="USD per GPU at purchase (capex view)"),
-        click.option("--node-price", help="USD per node (acquisition view)"),
-        click.option("--electricity-price", default="0.0806", show_default=True, help="USD per kWh"),
-        click.option("--pue", default="1.1", show_default=True),
+        click.option("--framework", type=click.Choice(["auto", "megatron", "nemo", "deepspeed", "fsdp"]),
+                     default="auto", show_default=True,
+                     help="software stack (auto: fsdp for --zero 3, else megatron)"),
+        click.option("--compile", is_flag=True, help="torch.compile (fuses an eager stack's element-wise ops)"),
+        click.option("--attention", type=click.Choice(["auto", "flash", "unfused", "flash2", "flash3", "cudnn"]),
+                     default="auto", show_default=True, help="attention kernel (auto: the stack's)"),
+        click.option("--tp-comm-overlap/--no-tp-comm-overlap", default=None,
+                     help="overlap tensor-parallel collectives with GEMMs (default: the stack's)"),
+        click.option("--moe-imbalance", metavar=NUM,
+                     help="busiest expert rank's tokens ÷ the mean (default 1.1)"),
+        click.option("--moe-dispatcher", type=click.Choice(["alltoall", "deepep"]), default="alltoall",
+                     show_default=True),
+        click.option("--price", metavar=NUM, help="USD per GPU-hour (default: the price table's cloud figure)"),
+        click.option("--gpu-price", metavar=NUM, help="USD per GPU at purchase (capex view)"),
+        click.option("--node-price", metavar=NUM, help="USD per node (acquisition view)"),
+        click.option("--electricity-price", metavar=NUM, default="0.0806", show_default=True, help="USD per kWh"),
+        click.option("--pue", metavar=NUM, default="1.1", show_default=True),
+        click.option("--failures-per-gpu-hour", metavar=NUM,
+                     help="interruptions per GPU-hour (default: Llama 3's 1.97e-5)"),
+        click.option("--restart-minutes", metavar=NUM, help="minutes lost to each restart (default 10)"),
+        click.option("--checkpoint-gbps", metavar=NUM,
+                     help="checkpoint write bandwidth per GPU, GB/s (default: Llama 3's 0.12)"),
+        click.option("--eval-share", metavar=NUM, help="share of wall time spent evaluating (default 0)"),
+        click.option("--no-goodput", is_flag=True, help="whole-run figures for a run that never stops"),
         click.option("--calibration", type=click.Path(path_type=Path), help="profile from gpubench calibrate"),
-        click.option("--attention", type=click.Choice(["flash", "unfused"]),
-                     help="attention implementation (default: the profile's)"),
         click.option("--json", "as_json", is_flag=True, help="print JSON"),
     ]
     for opt in reversed(opts):
@@ -79,55 +112,95 @@ def model_options(f):
     return f
 
 
+def layout_options(f):
+    """Layout flags: estimate fills what is not given with defaults; plan searches it."""
+    opts = [
+        click.option("--tp", metavar=INT, help="tensor parallel (estimate default 1)"),
+        click.option("--cp", metavar=INT, help="context parallel (default 1)"),
+        click.option("--pp", metavar=INT, help="pipeline parallel (default 1)"),
+        click.option("--vpp", metavar=INT, help="interleaved chunks per pipeline stage (default 1)"),
+        click.option("--dp", metavar=INT, help="data-parallel size (default: gpus / (tp·cp·pp))"),
+        click.option("--ep", metavar=INT, help="expert parallel (default 1)"),
+        click.option("--micro-batch", metavar=INT, help="sequences per micro-batch (default 1)"),
+        click.option("--recompute", type=click.Choice(["none", "selective", "full"]),
+                     help="activation recomputation (default none)"),
+        click.option("--sequence-parallel/--no-sequence-parallel", default=None,
+                     help="split norms and dropout over the tensor-parallel ranks"),
+        click.option("--zero", type=click.Choice(["0", "1", "2", "3"]),
+                     help="ZeRO stage (1: Megatron's distributed optimizer; 3: FSDP)"),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def list_requests(o: dict) -> bool:
+    """--list-models / --list-gpus: print and report that nothing else should run."""
+    if o.get("list_models"):
+        from gpubench.estimate.models import ZOO
+
+        for m in ZOO.values():
+            active = f", {m.params(active=True) / 1e9:,.1f}B active" if m.is_moe else ""
+            click.echo(f"{m.name:18s} {m.params() / 1e9:8,.1f}B{active}  ({m.source})")
+        return True
+    if o.get("list_gpus"):
+        from gpubench.estimate.cluster import FACTS
+        from gpubench.hardware import GPUS
+
+        for key, fact in FACTS.items():
+            spec = GPUS[key]
+            click.echo(f"{key:16s} {spec.name} ({spec.memory_gb:g} GB, {fact.gpus_per_node} a node)")
+        return True
+    return False
+
+
 def build_model(o: dict):
     from gpubench.estimate.models import ModelConfig, get_model
 
-    explicit = {k: o.get(k) for k in ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab",
-                                       "seq_len", "mlp", "experts", "top_k", "expert_ffn_hidden")}
-    ints = {k: parse_int("--" + k.replace("_", "-"), v) for k, v in explicit.items() if k != "mlp"}
+    names = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn_hidden", "vocab", "seq_len", "experts",
+             "top_k", "expert_ffn_hidden", "shared_experts", "dense_layers", "window", "window_layers")
+    ints = {k: parse_int("--" + k.replace("_", "-"), o.get(k)) for k in names}
     if o.get("model_name"):
         base = get_model(o["model_name"])
-        changes = {k: v for k, v in ints.items() if v is not None}
-        if explicit["mlp"]:
-            changes["mlp"] = explicit["mlp"]
+        changes = {("head_size" if k == "head_dim" else k): v for k, v in ints.items() if v is not None}
+        if o.get("mlp"):
+            changes["mlp"] = o["mlp"]
         return base.with_(**changes) if changes else base
     missing = [f"--{k.replace('_', '-')}" for k in ("layers", "hidden", "heads", "seq_len") if ints[k] is None]
     if missing:
         raise GpubenchError(f"give --model NAME or the shape: missing {', '.join(missing)}")
     experts = ints["experts"] or 0
+    mlp = o.get("mlp") or "gelu"
     return ModelConfig(
         name=f"custom-{ints['layers']}x{ints['hidden']}", layers=ints["layers"], hidden=ints["hidden"],
         heads=ints["heads"], seq_len=ints["seq_len"], vocab=ints["vocab"] or 51200, kv_heads=ints["kv_heads"],
-        ffn_hidden=ints["ffn_hidden"], mlp=explicit["mlp"] or "gelu", experts=experts,
+        head_size=ints["head_dim"], ffn_hidden=ints["ffn_hidden"], mlp=mlp, experts=experts,
         top_k=ints["top_k"] or (2 if experts else 0), expert_ffn_hidden=ints["expert_ffn_hidden"],
-        tied_embeddings=(explicit["mlp"] or "gelu") == "gelu")
+        shared_experts=ints["shared_experts"] or 0, dense_layers=ints["dense_layers"] or 0,
+        window=ints["window"] or 0, window_layers=ints["window_layers"], tied_embeddings=mlp == "gelu")
 
 
 def build_cluster(o: dict):
     from gpubench.estimate.cluster import make_cluster
 
     if not o.get("gpu_name"):
-        raise GpubenchError("--gpu is required (e.g. --gpu h100-sxm)")
+        raise GpubenchError("--gpu is required (e.g. --gpu h100-sxm; --list-gpus names them)")
     gpus = parse_int("--gpus", o.get("gpus"))
     if gpus is None:
         raise GpubenchError("--gpus is required")
     return make_cluster(o["gpu_name"], gpus,
                         intra_node_gbps=parse_amount("--intra-node-gbps", o.get("intra_node_gbps")),
                         inter_node_gbps=parse_amount("--inter-node-gbps", o.get("inter_node_gbps")),
-                        gpus_per_node=parse_int("--gpus-per-node", o.get("gpus_per_node")))
+                        gpus_per_node=parse_int("--gpus-per-node", o.get("gpus_per_node")),
+                        power_limit_w=parse_amount("--power-limit-w", o.get("power_limit_w")))
 
 
 def resolve_profile(o: dict, cluster):
-    from dataclasses import replace
-
     from gpubench.estimate.estimator import choose_profile
     from gpubench.estimate.profile import Profile
 
     prof = Profile.load(o["calibration"]) if o.get("calibration") else None
-    prof = choose_profile(cluster, prof)
-    if o.get("attention"):
-        prof = replace(prof, attention=o["attention"])
-    return prof
+    return choose_profile(cluster, prof)
 
 
 def build_economics(o: dict):
@@ -143,6 +216,56 @@ def build_economics(o: dict):
                      pue=pue)
 
 
+def _nonneg(flag: str, text) -> float | None:
+    """A number that may be zero (rates and shares)."""
+    if text is None:
+        return None
+    try:
+        v = float(str(text).strip())
+    except ValueError:
+        raise GpubenchError(f"{flag} {text!r} is not a number") from None
+    if not math.isfinite(v) or v < 0:
+        raise GpubenchError(f"{flag} {text!r} must be a number ≥ 0")
+    return v
+
+
+def build_reliability(o: dict):
+    from gpubench.estimate.goodput import Reliability
+
+    kw = {}
+    rate = _nonneg("--failures-per-gpu-hour", o.get("failures_per_gpu_hour"))
+    if rate is not None:
+        kw["failures_per_gpu_hour"] = rate
+    restart = _nonneg("--restart-minutes", o.get("restart_minutes"))
+    if restart is not None:
+        kw["restart_s"] = restart * 60
+    ckpt = parse_amount("--checkpoint-gbps", o.get("checkpoint_gbps"))
+    if ckpt is not None:
+        kw["write_gbps_per_gpu"] = ckpt
+    share = _nonneg("--eval-share", o.get("eval_share"))
+    if share is not None:
+        kw["eval_share"] = share
+    return Reliability(enabled=not o.get("no_goodput"), **kw)
+
+
+def run_options(o: dict) -> dict:
+    """Layout settings that are not searched: stack, kernels, MoE routing."""
+    imbalance = parse_amount("--moe-imbalance", o.get("moe_imbalance")) if o.get("moe_imbalance") else None
+    return {"framework": o.get("framework") or "auto", "compile": bool(o.get("compile")),
+            "attention": o.get("attention") or "auto", "tp_comm_overlap": o.get("tp_comm_overlap"),
+            "moe_imbalance": imbalance, "moe_dispatcher": o.get("moe_dispatcher") or "alltoall"}
+
+
+def layout_flags(o: dict) -> dict:
+    """The layout flags that were given, parsed (None for those that were not)."""
+    out = {k: parse_int("--" + k.replace("_", "-"), o.get(k)) for k in ("tp", "cp", "pp", "vpp", "dp", "ep",
+                                                                        "micro_batch")}
+    out["recompute"] = o.get("recompute")
+    out["sequence_parallel"] = o.get("sequence_parallel")
+    out["zero"] = int(o["zero"]) if o.get("zero") is not None else None
+    return out
+
+
 def work_amount(o: dict) -> dict:
     tokens, steps = o.get("tokens"), o.get("steps")
     if tokens is None and steps is None:
@@ -154,34 +277,30 @@ def work_amount(o: dict) -> dict:
 
 @click.command()
 @model_options
-@click.option("--tp", default="1", show_default=True)
-@click.option("--pp", default="1", show_default=True)
-@click.option("--vpp", default="1", show_default=True)
-@click.option("--dp", help="data-parallel size (default: gpus / (tp·pp))")
-@click.option("--ep", default="1", show_default=True)
-@click.option("--micro-batch", default="1", show_default=True)
-@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none", show_default=True)
-@click.option("--sequence-parallel", is_flag=True)
-@click.option("--zero", type=click.Choice(["0", "1", "2", "3"]), default="0", show_default=True)
-@click.option("--mfu", help="use this model FLOPs utilization instead of the performance model")
-@click.option("--hfu", help="use this hardware FLOPs utilization instead of the performance model")
+@layout_options
+@click.option("--mfu", metavar=NUM, help="use this model FLOPs utilization instead of the performance model")
+@click.option("--hfu", metavar=NUM, help="use this hardware FLOPs utilization instead of the performance model")
 def estimate(**o):
     """Predict step time, MFU, days, GPU-hours, energy and cost of a training run."""
     from gpubench.estimate.estimator import estimate as run_estimate
     from gpubench.estimate.perf import make_layout
 
+    if list_requests(o):
+        return
     model = build_model(o)
     cluster = build_cluster(o)
+    given = layout_flags(o)
+    work = work_amount(o)
     layout = make_layout(
-        model, cluster.gpus, tp=parse_int("--tp", o["tp"]), pp=parse_int("--pp", o["pp"]),
-        dp=parse_int("--dp", o.get("dp")), vpp=parse_int("--vpp", o["vpp"]), ep=parse_int("--ep", o["ep"]),
-        micro_batch=parse_int("--micro-batch", o["micro_batch"]),
-        global_batch=parse_int("--global-batch", o.get("global_batch")), recompute=o["recompute"],
-        sequence_parallel=o["sequence_parallel"], zero=int(o["zero"]), precision=o["precision"])
+        model, cluster.gpus, tp=given["tp"] or 1, cp=given["cp"] or 1, pp=given["pp"] or 1, dp=given["dp"],
+        vpp=given["vpp"] or 1, ep=given["ep"] or 1, micro_batch=given["micro_batch"] or 1,
+        global_batch=parse_int("--global-batch", o.get("global_batch")),
+        recompute=given["recompute"] or "none", sequence_parallel=bool(given["sequence_parallel"]),
+        zero=given["zero"] or 0, precision=o["precision"], **run_options(o))
     mfu = parse_amount("--mfu", o.get("mfu")) if o.get("mfu") else None
     hfu = parse_amount("--hfu", o.get("hfu")) if o.get("hfu") else None
     result = run_estimate(model, cluster, layout, profile=resolve_profile(o, cluster), mfu=mfu, hfu=hfu,
-                          economics=build_economics(o), **work_amount(o))
+                          economics=build_economics(o), reliability=build_reliability(o), **work)
     if o["as_json"]:
         click.echo(json.dumps(result, indent=2, default=float))
     else:
@@ -192,26 +311,30 @@ def estimate(**o):
 
 @click.command()
 @model_options
+@layout_options
 @click.option("--rank", type=click.Choice(["time", "cost"]), default="time", show_default=True)
-@click.option("--top", default=10, show_default=True, help="how many layouts to show")
-@click.option("--max-layouts", default=200_000, show_default=True, help="stop the search after this many")
+@click.option("--top", default=10, show_default=True, type=int, help="how many layouts to show")
+@click.option("--max-layouts", default=500_000, show_default=True, type=int, help="stop the search after this many")
 def plan(**o):
-    """Search parallel layouts, drop those that do not fit, rank by time or cost."""
+    """Search parallel layouts (the layout flags given are constraints), rank by time or cost."""
     from gpubench.estimate.plan import search
 
+    if list_requests(o):
+        return
     model = build_model(o)
     cluster = build_cluster(o)
     work = work_amount(o)
-    global_batch = parse_int("--global-batch", o.get("global_batch"))
-    if global_batch is None:
-        raise GpubenchError("plan needs --global-batch (sequences per step)")
     if o["top"] <= 0:
         raise GpubenchError(f"--top {o['top']} must be positive")
-    ranked, stats = search(model, cluster, global_batch=global_batch, precision=o["precision"],
-                           profile=resolve_profile(o, cluster), economics=build_economics(o),
-                           rank=o["rank"], top=o["top"], max_layouts=o["max_layouts"], **work)
+    ranked, stats = search(model, cluster, global_batch=parse_int("--global-batch", o.get("global_batch")),
+                           precision=o["precision"], profile=resolve_profile(o, cluster),
+                           economics=build_economics(o), reliability=build_reliability(o),
+                           rank=o["rank"], top=o["top"], max_layouts=o["max_layouts"],
+                           constraints=layout_flags(o), options=run_options(o), **work)
     if o["as_json"]:
-        click.echo(json.dumps(ranked, indent=2, default=float))
+        click.echo(json.dumps({"ranked": ranked, "families": stats.get("families", {}),
+                               "search": {k: v for k, v in stats.items() if k != "families"}},
+                              indent=2, default=float))
     else:
         from gpubench.estimate.report import render_plan
 
@@ -239,12 +362,28 @@ def calibrate(results, out, force):
 @click.command()
 @click.option("--family", help="only rows of this family (e.g. fsdp/h100, moe, whole-run)")
 @click.option("--rows/--no-rows", "show_rows", default=True, show_default=True, help="print every row")
+@click.option("--fit", is_flag=True, help="refit the stacks' compute efficiency on the table and print it")
+@click.option("--cv", is_flag=True, help="leave one source out: refit without it, then predict it (slow)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def backtest(family, show_rows, as_json):
+def backtest(family, show_rows, fit, cv, as_json):
     """Predict every published run in the back-test table and report the error per family."""
     from gpubench.estimate.backtest import backtest as run_backtest
-    from gpubench.estimate.backtest import load_runs, summary
+    from gpubench.estimate.backtest import fit_efficiency, load_runs, summary
 
+    if fit:
+        from gpubench.estimate.stacks import EFFICIENCY
+
+        fitted = fit_efficiency()
+        if as_json:
+            click.echo(json.dumps(fitted, indent=2))
+            return
+        rows = [[fam, arch, f"{eta:.4f}", n, f"{rms:.3f}", f"{EFFICIENCY.get(fam, {}).get(arch, (float('nan'),))[0]:.4f}"]
+                for fam, t in fitted.items() for arch, (eta, n, rms) in t.items()]
+        from tabulate import tabulate
+
+        click.echo(tabulate(rows, headers=["stack family", "arch", "fitted η", "rows", "rms log error", "in use"],
+                            disable_numparse=True))
+        return
     runs = load_runs()
     if family:
         known = sorted({r.family for r in runs})
@@ -252,6 +391,13 @@ def backtest(family, show_rows, as_json):
             raise GpubenchError(f"--family {family!r}: use one of {', '.join(known)}")
         runs = [r for r in runs if r.family == family]
     preds, skipped = run_backtest(runs)
+    if cv:
+        from gpubench.estimate.backtest import cross_validate
+
+        held = {p.run.id: p for p in cross_validate()}
+        for p in preds:
+            if p.run.id in held:
+                p.predicted = held[p.run.id].predicted
     summ = summary(preds)
     if as_json:
         click.echo(json.dumps({

@@ -17,11 +17,14 @@ selective recomputation (Korthikanti et al. 2022).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from gpubench.estimate.models import ModelConfig
 
 RECOMPUTE = ("none", "selective", "full")
 
 
+@lru_cache(maxsize=1024)
 def attention_core_flops_per_token(m: ModelConfig) -> float:
     """Forward Q·Kᵀ and P·V for one token over the full sequence (PaLM's count), all layers."""
     w = m.windowed_layers
@@ -29,17 +32,20 @@ def attention_core_flops_per_token(m: ModelConfig) -> float:
     return 2.0 * keys * m.heads * (m.attn_qk_dim + m.attn_v_dim)
 
 
+@lru_cache(maxsize=1024)
 def dense_flops_per_token(m: ModelConfig) -> float:
     """Forward matmul FLOPs of the weights (active experts only), all layers and LM head."""
     return 2.0 * (m.params(active=True, embeddings=False) - m.hidden * (2 * m.layers + 1)
                   - (m.hidden * m.experts * m.moe_layers))
 
 
+@lru_cache(maxsize=1024)
 def model_flops_per_token(m: ModelConfig) -> float:
     """PaLM's MFU numerator per token: 6·N + 12·L·H·Q·T (forward and backward)."""
     return 3.0 * (dense_flops_per_token(m) + attention_core_flops_per_token(m))
 
 
+@lru_cache(maxsize=1024)
 def hardware_flops_per_token(m: ModelConfig, recompute: str = "none") -> float:
     """What the GPUs execute per token, recomputation included."""
     if recompute not in RECOMPUTE:

@@ -24,9 +24,10 @@ masks for models that use dropout (GPT-style), and the 5·a·s² softmax/dropout
 attention. Tensor parallelism splits the widths it splits (sequence parallelism the rest);
 context parallelism splits the tokens. Recomputation keeps: full — each layer's input only,
 plus one layer rebuilt at a time; selective — no s² scores (unfused attention), no norm outputs
-and activated MLP width (Megatron-Core with a fused attention kernel), or about half the
-tensors (torchtitan's op-level policy saves every other matmul). FP8 stores the GEMM inputs it
-casts in 8 bits.
+and activated MLP width (Megatron-Core with a fused attention kernel; with multi-head latent
+attention also the latents instead of the per-head Q, K, V), or about half the tensors
+(torchtitan's op-level policy saves every other matmul). FP8 stores the GEMM inputs it casts in
+8 bits.
 
 **In flight**: the first pipeline stage holds p micro-batches of its L/p layers (L layers'
 worth), × (1 + (p−1)/(p·v)) with v interleaved chunks (Korthikanti et al. 2022, §4.2.3); never
@@ -104,7 +105,7 @@ def activation_bytes_per_token(sm: StepModel, moe: bool) -> float:
     o = m.heads * m.attn_v_dim
     if moe:
         f_eff = (m.expert_ffn * m.top_k * L.moe_imbalance + m.shared_ffn)
-        routed_inputs = a * m.top_k * h / t     # tokens permuted to their experts
+        routed_inputs = low * m.top_k * h / t   # tokens permuted to their experts (the up-projection's input)
     else:
         f_eff, routed_inputs = m.ffn, 0.0
     up = 2 * f_eff if m.mlp == "swiglu" else f_eff
@@ -126,6 +127,11 @@ def activation_bytes_per_token(sm: StepModel, moe: bool) -> float:
             per_token -= scores
         else:
             per_token -= norm_out + mlp_act
+            if m.mla is not None:
+                # Megatron-Core's "mla_up_proj" module (DeepSeek-V3 does the same): keep the
+                # compressed latents, rebuild the per-head Q, K, V from them in the backward.
+                latents = a * (m.mla.q_lora_rank + m.mla.kv_lora_rank + m.mla.qk_rope_dim) / t
+                per_token -= qkv - latents
     return per_token
 
 

@@ -17,6 +17,7 @@ Narayanan et al. 2021.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from gpubench.errors import GpubenchError, UnknownNameError
 
@@ -153,34 +154,39 @@ class ModelConfig:
     def attn_v_dim(self) -> int:
         return self.mla.v_head_dim if self.mla else self.head_dim
 
-    def attention_gemms(self) -> list[tuple[str, int, int, str]]:
+    @lru_cache(maxsize=4096)
+    def attention_gemms(self) -> tuple[tuple[str, int, int, str], ...]:
         """(name, n, k, parallel) per token for the attention projections; parallel is
         "col" (split n over tensor parallelism) or "row" (split k)."""
         h = self.hidden
         if self.mla:
             m = self.mla
-            return [
+            return (
                 ("q_a", m.q_lora_rank, h, "none"),
                 ("q_b", self.heads * (m.qk_nope_dim + m.qk_rope_dim), m.q_lora_rank, "col"),
                 ("kv_a", m.kv_lora_rank + m.qk_rope_dim, h, "none"),
                 ("kv_b", self.heads * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank, "col"),
                 ("out", h, self.heads * m.v_head_dim, "row"),
-            ]
+            )
         q = self.q_width
         kv = 2 * self.n_kv_heads * self.head_dim
-        return [("qkv", q + kv, h, "col"), ("out", h, q, "row")]
+        return (("qkv", q + kv, h, "col"), ("out", h, q, "row"))
 
-    def mlp_gemms(self, ffn: int) -> list[tuple[str, int, int, str]]:
+    @lru_cache(maxsize=4096)
+    def mlp_gemms(self, ffn: int) -> tuple[tuple[str, int, int, str], ...]:
         up = 2 * ffn if self.mlp == "swiglu" else ffn
-        return [("mlp_up", up, self.hidden, "col"), ("mlp_down", self.hidden, ffn, "row")]
+        return (("mlp_up", up, self.hidden, "col"), ("mlp_down", self.hidden, ffn, "row"))
 
     # ---- parameter counts ----
+    @lru_cache(maxsize=4096)
     def attention_params(self) -> int:
         return sum(n * k for _, n, k, _ in self.attention_gemms())
 
+    @lru_cache(maxsize=4096)
     def mlp_params(self, ffn: int) -> int:
         return sum(n * k for _, n, k, _ in self.mlp_gemms(ffn))
 
+    @lru_cache(maxsize=4096)
     def layer_params(self, moe: bool, active: bool) -> int:
         norms = 2 * self.hidden
         if not moe:
@@ -197,6 +203,7 @@ class ModelConfig:
             return 0
         return self.shared_ffn_hidden or self.shared_experts * self.expert_ffn
 
+    @lru_cache(maxsize=4096)
     def params(self, active: bool = False, embeddings: bool = True) -> int:
         """Total (or active, for MoE) parameters. The output projection counts as a
         layer weight (every token multiplies it); the input embedding table is a lookup."""

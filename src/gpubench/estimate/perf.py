@@ -79,10 +79,10 @@ class Layout:
 def megatron_rules(model: ModelConfig, tp: int, cp: int, pp: int, vpp: int, micro_batches: int) -> list[str]:
     """What Megatron-LM would refuse about a layout (estimate warns; plan never proposes them)."""
     problems = []
-    if model.layers % pp:
+    if vpp > 1 and model.layers % (pp * vpp):
+        problems.append(f"--pp {pp} × --vpp {vpp} = {pp * vpp} does not divide the {model.layers} layers")
+    elif model.layers % pp:
         problems.append(f"--pp {pp} does not divide the {model.layers} layers")
-    elif vpp > 1 and model.layers % (pp * vpp):
-        problems.append(f"--pp {pp} × --vpp {vpp} does not divide the {model.layers} layers")
     if vpp > 1 and pp <= 2:
         problems.append("the interleaved schedule (--vpp) needs --pp > 2")
     if vpp > 1 and micro_batches % pp:
@@ -109,6 +109,12 @@ def make_layout(model: ModelConfig, gpus: int, *, tp=1, pp=1, dp=None, vpp=1, ep
                     ("--micro-batch", micro_batch)):
         if not isinstance(v, int) or v < 1:
             raise GpubenchError(f"{flag} {v} must be a positive whole number")
+    if cp > 1:   # before the GPU count: these are facts about the model
+        if model.seq_len % (2 * cp):
+            raise GpubenchError(f"--cp {cp}: the sequence of {model.seq_len} tokens does not split into "
+                                f"2 × {cp} equal chunks (load-balanced causal context parallelism)")
+        if model.heads % cp:
+            raise GpubenchError(f"--cp {cp} does not divide the model's {model.heads} heads")
     if gpus % (tp * cp * pp):
         raise GpubenchError(f"--tp {tp} × --cp {cp} × --pp {pp} = {tp * cp * pp} does not divide --gpus {gpus}"
                             if cp > 1 else f"--tp {tp} × --pp {pp} = {tp * pp} does not divide --gpus {gpus}")
@@ -120,12 +126,6 @@ def make_layout(model: ModelConfig, gpus: int, *, tp=1, pp=1, dp=None, vpp=1, ep
         raise GpubenchError(f"{what} = {tp * cp * pp * dp} is not --gpus {gpus}")
     if model.heads % tp:
         raise GpubenchError(f"--tp {tp} does not divide the model's {model.heads} heads")
-    if cp > 1:
-        if model.seq_len % (2 * cp):
-            raise GpubenchError(f"--cp {cp}: the sequence of {model.seq_len} tokens does not split into "
-                                f"2 × {cp} equal chunks (load-balanced causal context parallelism)")
-        if model.heads % cp:
-            raise GpubenchError(f"--cp {cp} does not divide the model's {model.heads} heads")
     # Pipeline engines may give the embedding and the loss a stage slot of their own
     # (DeepSpeed's layer partitioning, Megatron's account-for-embedding/loss): layers + 2.
     if pp > model.layers + 2:
@@ -182,6 +182,7 @@ class StepModel:
             hint = " (try --precision fp16)" if L.precision == "bf16" and gpu.peak("fp16") else ""
             raise GpubenchError(f"--precision {L.precision}: {gpu.key} has no dense "
                                 f"{L.precision} rate in the hardware table{hint}")
+        self._params = None
         self.stack: Stack = get_stack(L.framework, zero=L.zero, compile=L.compile,
                                       tp_comm_overlap=L.tp_comm_overlap)
         # Compute-bound kernels run against the peak × a power cap's clock factor × the stack's
@@ -457,6 +458,15 @@ class StepModel:
 
     def head_time(self) -> float:
         """LM head forward and backward (3 GEMMs) plus the cross-entropy, on the last stage."""
+        L = self.layout
+        if self.cache is None:
+            return self._head_time()
+        key = ("head", L.tp, L.cp, L.micro_batch, L.precision, L.framework, L.compile, self.eta)
+        if key not in self.cache:
+            self.cache[key] = self._head_time()
+        return self.cache[key]
+
+    def _head_time(self) -> float:
         m, L = self.model, self.layout
         t = self.tokens_per_micro_batch
         n = m.vocab // L.tp
@@ -617,6 +627,11 @@ class StepModel:
 
     def params_per_gpu(self) -> float:
         """Parameters one GPU holds before ZeRO sharding (the busiest pipeline stage)."""
+        if self._params is None:
+            self._params = self._params_per_gpu()
+        return self._params
+
+    def _params_per_gpu(self) -> float:
         m, L = self.model, self.layout
         per_layer_dense = m.layer_params(False, active=False) / L.tp
         if m.is_moe:

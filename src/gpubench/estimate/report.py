@@ -16,7 +16,8 @@ def _usd(x) -> str:
 
 
 def _layout(lay: dict) -> str:
-    parts = [f"tp{lay['tp']}", f"pp{lay['pp']}", f"dp{lay['dp']}"]
+    parts = [f"tp{lay['tp']}"] + ([f"cp{lay['cp']}"] if lay.get("cp", 1) > 1 else []) + [f"pp{lay['pp']}",
+                                                                                         f"dp{lay['dp']}"]
     if lay["vpp"] > 1:
         parts.append(f"vpp{lay['vpp']}")
     if lay["ep"] > 1:
@@ -31,27 +32,44 @@ def _layout(lay: dict) -> str:
     return " ".join(parts)
 
 
+def _range(lo, hi, fmt) -> str:
+    return f"{fmt(lo)}–{fmt(hi)}"
+
+
 def render_estimate(e: dict) -> str:
     m, c, lay, prof = e["model"], e["cluster"], e["layout"], e["profile"]
+    unc = e.get("uncertainty")
+    level = f"{int(100 * unc['level'])}%" if unc else ""
     lines = [
         f"{m['name']}: {m['params'] / 1e9:,.1f}B parameters"
         + (f" ({m['active_params'] / 1e9:,.1f}B active)" if m["active_params"] != m["params"] else "")
-        + f", {e['tokens'] / 1e9:,.0f}B tokens",
+        + f", {e['tokens'] / 1e9:,.1f}B tokens",
         f"{c['gpus']:,} × {c['gpu']} ({c['nodes']:,} nodes), {lay['precision']}, {_layout(lay)}, "
         f"global batch {lay['global_batch']:,} × {e['tokens_per_step'] // lay['global_batch']:,} tokens",
-        f"throughput from the {e['throughput_source']}; profile {prof['name']} (measured on "
-        f"{prof['measured_on']}, attention {prof['attention']})",
+        f"throughput from the {e['throughput_source']}; stack {e['framework']} (attention {prof['attention']}); "
+        f"profile {prof['name']} (measured on {prof['measured_on']})",
         "",
     ]
+    good = e["goodput"]
+    ideal = e["ideal"]
+    step = f"{e['step_time_s']:,.2f} s ({e['micro_batches']} micro-batches per replica)"
+    if unc:
+        step += f"; {level} range {_range(*unc['step_time_s'], lambda x: f'{x:,.2f}')} s"
     rows = [
-        ["step time", f"{e['step_time_s']:,.2f} s ({e['micro_batches']} micro-batches per replica)"],
+        ["step time", step],
         ["tokens/s", f"{e['tokens_per_s']:,.0f} ({e['tokens_per_s'] / c['gpus']:,.0f} per GPU)"],
         ["model TFLOP/s per GPU", f"{e['model_tflops_per_gpu']:,.1f} (MFU {100 * e['mfu']:.1f}%)"],
         ["hardware TFLOP/s per GPU", f"{e['hardware_tflops_per_gpu']:,.1f} (HFU {100 * e['hfu']:.1f}%)"],
-        ["training time", f"{e['train_days']:,.1f} days"],
-        ["GPU-hours", f"{e['gpu_hours']:,.0f}"],
+        ["training time", f"{e['train_days']:,.1f} days ({ideal['train_days']:,.1f} uninterrupted; goodput "
+                          f"{100 * good['goodput']:.1f}%)"],
+        ["GPU-hours", f"{e['gpu_hours']:,.0f}" + (f" ({level} range "
+                                                   f"{_range(*unc['gpu_hours'], lambda x: f'{x:,.0f}')})"
+                                                   if unc else "")],
         ["energy", f"{e['energy_kwh'] / 1e3:,.0f} MWh"],
-        ["cost, cloud rental", _usd(e["cost_usd"]["cloud"])],
+        ["cost, cloud rental", _usd(e["cost_usd"]["cloud"]) + (
+            f" at ${e['cost_details']['cloud']['usd_per_gpu_hour']:,.2f}/GPU-hour"
+            if e["cost_details"].get("cloud") else "") + (
+            f" ({level} range {_range(*unc['cost_usd_cloud'], _usd)})" if unc and unc["cost_usd_cloud"] else "")],
         ["cost, amortized capex + energy", _usd(e["cost_usd"]["capex_energy"])],
         ["cost, buying the cluster up front", _usd(e["cost_usd"]["acquisition"])],
         ["cost per million tokens", _usd(e["usd_per_million_tokens"])],
@@ -61,38 +79,59 @@ def render_estimate(e: dict) -> str:
         rows.append(["cluster power at full load", f"{acq['power_kw']:,.0f} kW, "
                      f"{_usd(acq['yearly_energy_usd'])} a year at ${acq['electricity_usd_per_kwh']}/kWh"])
     lines.append(tabulate(rows, tablefmt="plain"))
-    step = e["model_step_time_s"]
-    bd = [[k.removesuffix("_s").replace("_", " "), f"{v:,.3f} s", f"{100 * v / step:.1f}%"]
+    step_s = e["model_step_time_s"]
+    bd = [[k.removesuffix("_s").replace("_", " "), f"{v:,.3f} s", f"{100 * v / step_s:.1f}%"]
           for k, v in e["breakdown"].items() if v > 0]
     title = "where a step goes (per GPU on the slowest pipeline stage)"
     if e["throughput_source"] != "performance model":
-        title = (f"where a step goes in the performance model ({step:,.2f} s a step; "
+        title = (f"where a step goes in the performance model ({step_s:,.2f} s a step; "
                  f"{e['throughput_source']} sets {e['step_time_s']:,.2f} s)")
     lines += ["", title,
               tabulate(bd, headers=["term", "time", "share"], disable_numparse=True)]
+    hidden = [f"{k.removesuffix('_s').replace('_', ' ')} {v:,.3f} s" for k, v in e.get("overlaps", {}).items()
+              if v > 0 and "hidden" in k]
+    if hidden:
+        lines.append("overlapped (not in the step time): " + "; ".join(hidden))
+    if good.get("failures"):
+        lines.append(f"whole run: {good['failures']:,.1f} expected interruptions (restarts "
+                     f"{good['restart_loss_s'] / 3600:,.1f} h, lost work {good['rework_loss_s'] / 3600:,.1f} h), "
+                     f"checkpoints {good['checkpoint_s']:,.0f} s every {(good['checkpoint_interval_s'] or 0) / 60:,.0f} "
+                     f"min ({good['checkpoint_loss_s'] / 3600:,.1f} h)")
     mem = e["memory"]
     lines += ["", f"memory per GPU: {mem['total_gb']:.1f} of {mem['capacity_gb']:.0f} GB "
               f"({'fits' if mem['fits'] else 'DOES NOT FIT'}): weights {mem['weights_gb']:.1f}, "
               f"gradients {mem['gradients_gb']:.1f}, optimizer {mem['optimizer_gb']:.1f}, "
               f"activations {mem['activations_gb']:.1f}, logits {mem['logits_gb']:.1f}, "
-              f"reserved {mem['reserved_gb']:.1f}"]
+              f"allocator {mem['allocator_overhead_gb']:.1f}, reserved {mem['reserved_gb']:.1f}"]
+    if unc:
+        lines.append(f"range: {unc['basis']}")
     for w in e["warnings"]:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
 
 
 def render_plan(results: list[dict], stats: dict) -> str:
-    rows = []
-    for i, e in enumerate(results, 1):
-        rows.append([i, _layout(e["layout"]), f"{e['step_time_s']:,.2f}", f"{100 * e['mfu']:.1f}%",
-                     f"{e['train_days']:,.1f}", _usd(e["cost_usd"]["cloud"]),
-                     f"{e['memory']['total_gb']:.0f}"])
+    def row(i, e):
+        return [i, _layout(e["layout"]), e.get("family", ""), f"{e['step_time_s']:,.2f}", f"{100 * e['mfu']:.1f}%",
+                f"{e['train_days']:,.1f}", _usd(e["cost_usd"]["cloud"]), f"{e['memory']['total_gb']:.0f}"]
+
+    headers = ["#", "layout", "family", "step s", "MFU", "days", "cloud cost", "GB/GPU"]
     head = (f"{stats['evaluated']:,} layouts evaluated in {stats['search_s']:.2f} s "
             f"({stats['layouts_per_s']:,.0f}/s), {stats['fit']:,} fit in memory")
-    table = tabulate(rows, headers=["#", "layout", "step s", "MFU", "days", "cloud cost", "GB/GPU"],
-                     disable_numparse=True)
-    note = f"\n{stats['note']}" if stats.get("note") else ""
-    return f"{head}\n\n{table}{note}"
+    table = tabulate([row(i, e) for i, e in enumerate(results, 1)], headers=headers, disable_numparse=True)
+    out = f"{head}\n\n{table}"
+    fams = stats.get("families") or {}
+    if fams:
+        out += "\n\nbest of each family\n" + tabulate([row(f, e) for f, e in fams.items()], headers=headers,
+                                                      disable_numparse=True)
+    if results and results[0].get("uncertainty"):
+        u = results[0]["uncertainty"]
+        lo, hi = u["step_time_s"]
+        out += (f"\n{int(100 * u['level'])}% range of the first layout's step time: {lo:,.2f}–{hi:,.2f} s "
+                f"({u['basis'].split(';')[0]})")
+    if stats.get("note"):
+        out += f"\n{stats['note']}"
+    return out
 
 
 def render_backtest(preds, skipped, summ: dict, baseline_mfu, show_rows: bool) -> str:
