@@ -252,7 +252,7 @@ def test_attention_backward_derived(tmp_path):
     assert "derived 2.5/(3.5/0.5 − 1/0.625)" in note
     assert any("fp8_e4m3 attention" in n for n in notes)
     assert prof.gemm_ceiling == DEFAULTS["ampere"].gemm_ceiling
-    assert any(p.get("source") == "published-a100-megatron" for p in prof.provenance)
+    assert any(p.get("source") == "published-a100" for p in prof.provenance)
 
 
 def test_attention_direct_backward_and_absurd_pair(tmp_path):

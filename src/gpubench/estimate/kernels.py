@@ -22,7 +22,13 @@ from functools import lru_cache
 # Output tiles a GEMM library picks from (rows, cols, relative efficiency of the tile itself):
 # big tiles are the most efficient, small ones waste less on ragged edges.
 TILES = ((256, 128, 1.0), (128, 256, 1.0), (128, 128, 0.92), (128, 64, 0.8), (64, 64, 0.62))
-K_HALF = 64          # inner dimension at which a GEMM loses half its rate to prologue/epilogue
+# Each output tile pays a fixed time (filling the software pipeline, the epilogue's write) that
+# does not shrink with its inner dimension: a GEMM of inner dimension k runs at k/(k + k½) of
+# its tile rate, with k½ the inner dimension whose main loop lasts as long as that fixed time.
+# It grows with the rate a multiprocessor computes at: 64 on an A100 in bf16 (the reference),
+# ×(per-SM rate ÷ the A100's) elsewhere (H100 bf16 ≈ 166, fp8 ≈ 332).
+K_HALF = 64
+K_HALF_REF_RATE = 312e12 / 108      # A100 bf16 FLOP/s per multiprocessor
 
 # Attention kernels' sustained efficiency (fraction of the dense bf16/fp16 peak, forward and
 # backward) on long sequences with 128-wide heads, per kernel family and architecture.
@@ -54,8 +60,12 @@ def wave_efficiency(m: int, n: int, batch: int, sms: int) -> float:
     return best
 
 
-def shape_efficiency(m: int, n: int, k: int, batch: int, sms: int) -> float:
-    return wave_efficiency(m, n, batch, sms) * (k / (k + K_HALF))
+def k_half(peak_flops: float, sms: int) -> float:
+    return K_HALF * (peak_flops / sms) / K_HALF_REF_RATE
+
+
+def shape_efficiency(m: int, n: int, k: int, batch: int, sms: int, peak_flops: float) -> float:
+    return wave_efficiency(m, n, batch, sms) * (k / (k + k_half(peak_flops, sms)))
 
 
 @lru_cache(maxsize=1 << 17)
@@ -65,7 +75,7 @@ def gemm_time(m: int, n: int, k: int, batch: int, peak_flops: float, ceiling: fl
     if m <= 0 or n <= 0 or k <= 0:
         return 0.0
     flops = 2.0 * m * n * k * batch
-    compute = flops / (peak_flops * ceiling * shape_efficiency(m, n, k, batch, sms) * anchor)
+    compute = flops / (peak_flops * ceiling * shape_efficiency(m, n, k, batch, sms, peak_flops) * anchor)
     memory = (m * k + k * n + m * n) * batch * elem_bytes / mem_bytes_per_s
     return max(compute, memory)
 

@@ -232,7 +232,7 @@ class StepModel:
     def gemm(self, m, n, k, batch=1, peak=None, ceiling=None, elem_bytes=None) -> float:
         return gemm_time(int(max(1, round(m))), int(n), int(k), int(batch), peak or self.rate_peak,
                          ceiling or self.ceiling, self.mem_bw, elem_bytes or self.elem_bytes, self.sms,
-                         self.profile.gemm_anchor(self.layout.precision, m, n, k, self.sms))
+                         self.profile.gemm_anchor(self.layout.precision, m, n, k, self.sms, peak or self.rate_peak))
 
     @property
     def tokens_per_micro_batch(self) -> float:

@@ -14,12 +14,13 @@ files; without one, a default profile built from published measurements is used:
   and 8×H100 (about 370 of 450 GB/s ring), InfiniBand at about 90% of line rate.
 * Memory: a device copy at about 3.0 of 3.35 TB/s on one H100 SXM (2026-11, in the
   project's reference facts; not yet a gpubench result file).
-* A100 (Ampere) describes the stack of the published A100 runs, Megatron-LM as in
-  Narayanan et al. 2021: unfused attention (batched GEMMs plus softmax over s²),
-  no overlap of tensor-parallel communication, and GEMMs at about 78% of peak,
-  which is what those runs' end-to-end throughput implies with 2021 cuBLAS.
-  H100 (Hopper) describes a current stack: flash attention, mamf-finder's GEMM
-  ceiling. ``--attention`` or a measured profile overrides either.
+A profile describes the machine, not the software: which attention kernel runs, what
+overlaps and how much of these ceilings kernels reach inside a training step belong to the
+software stack (``stacks.py``). Where a calibration measured attention, its rates replace the
+stack's kernel table; ``attention``, ``tp_overlap``, ``dp_overlap`` and ``kernel_gap_s`` are
+the profile's statements about the measured machine's software (dp_overlap: the share of
+compute time that data-parallel traffic can hide behind, kernel_gap_s: idle time between
+dependent kernels).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Profile:
                 published.update(p.get("fields", ()))
         return field not in published
 
-    def gemm_anchor(self, precision: str, m: float, n: float, k: float, sms: int) -> float:
+    def gemm_anchor(self, precision: str, m: float, n: float, k: float, sms: int, peak_flops: float) -> float:
         """Measured ÷ modelled rate at the nearest measured shape of this precision (1 if none).
 
         Only shapes inside the measured range are anchored (every dimension within 2× of a
@@ -77,7 +78,7 @@ class Profile:
         if not self.gemm_shapes:
             return 1.0
         return _anchor(self.gemm_shapes, "fp8" if precision.startswith("fp8") else precision,
-                       float(m), float(n), float(k), self.ceiling(precision), sms)
+                       float(m), float(n), float(k), self.ceiling(precision), sms, peak_flops)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,7 +120,7 @@ class Profile:
         return replace(self, carried_from=self.carried_from or self.gpu_key, gpu_key=gpu_key)
 
 
-def _anchor(shapes, precision, m, n, k, ceiling, sms) -> float:
+def _anchor(shapes, precision, m, n, k, ceiling, sms, peak_flops) -> float:
     import math
 
     from gpubench.estimate.kernels import shape_efficiency
@@ -137,7 +138,7 @@ def _anchor(shapes, precision, m, n, k, ceiling, sms) -> float:
     if best is None:
         return 1.0
     sm, sn, sk, frac = best
-    modelled = ceiling * shape_efficiency(int(sm), int(sn), int(sk), 1, sms)
+    modelled = ceiling * shape_efficiency(int(sm), int(sn), int(sk), 1, sms, peak_flops)
     return frac / modelled if modelled > 0 else 1.0
 
 
@@ -147,11 +148,8 @@ _MEG = {"source": "Narayanan et al. 2021, Megatron-LM on DGX A100 (software stac
         "kind": "published"}
 
 DEFAULTS: dict[str, Profile] = {
-    # The published end-to-end A100 runs (Megatron-LM 2021, MT-NLG, OPT, BLOOM) ran Megatron's
-    # unfused attention and 2021-22 cuBLAS; their throughput implies GEMMs at about 78% of
-    # peak, below the 87% mamf-finder measures with 2024 software. Calibrate to replace it.
     "ampere": Profile(
-        name="published-a100-megatron", gpu_key="a100-sxm-80gb",
+        name="published-a100", gpu_key="a100-sxm-80gb",
         gemm_ceiling={"bf16": 271.2 / 312, "fp16": 271.2 / 312, "tf32": 0.75, "fp32": 0.90},
         attention="unfused",
         attention_fwd_efficiency=0.60, attention_bwd_efficiency=0.45, mem_bw_efficiency=0.89,

@@ -34,10 +34,10 @@ from gpubench.errors import GpubenchError
 # throughput rows of the back-test (``backtest.fit_efficiency``; ``gpubench backtest --fit``
 # prints the fit, and a test holds these values to it). (η, rows it rests on):
 EFFICIENCY: dict[str, dict[str, tuple[float, int]]] = {
-    "megatron": {"ampere": (0.8934, 22), "hopper": (0.9502, 9)},
-    "nemo": {"ampere": (0.6665, 12), "hopper": (0.7875, 37)},
-    "deepspeed": {"ampere": (0.8083, 26)},
-    "fsdp": {"ampere": (0.7867, 24), "hopper": (0.6914, 35)},
+    "deepspeed": {"ampere": (0.8063, 26)},
+    "fsdp": {"ampere": (0.7853, 24), "hopper": (0.6967, 35)},
+    "megatron": {"ampere": (0.8911, 22), "hopper": (0.9668, 9)},
+    "nemo": {"ampere": (0.6605, 12), "hopper": (0.8036, 37)},
 }
 
 TP_OVERLAP = 0.8    # share of TP collectives hidden when overlap is on (TE userbuffers, async TP)
