@@ -7,6 +7,7 @@ contain what was published, and the one kind of fitted constant (the stacks' η)
 what the table gives."""
 
 import csv
+import json
 import math
 from statistics import fmean
 
@@ -16,10 +17,13 @@ from gpubench.cli import main
 from gpubench.estimate.backtest import (
     DATA,
     METRICS,
+    RESIDUALS,
     backtest,
     cross_validate,
     fit_efficiency,
     load_runs,
+    model_fingerprint,
+    residuals_and_kind,
     summary,
 )
 from gpubench.estimate.stacks import EFFICIENCY
@@ -98,24 +102,29 @@ def test_stored_efficiencies_are_the_fit():
             assert EFFICIENCY[fam][arch][1] == rows
 
 
-def test_ranges_contain_what_was_published(bt):
-    """Each row's 80% range, built from the residuals of the other rows of its family, holds
-    the published figure for at least 70% of rows."""
-    preds, _, _ = bt
-    by_family: dict[str, list[float]] = {}
-    for p in preds:
-        by_family.setdefault(p.run.family, []).append(math.log(p.time_ratio))
-    inside = 0
-    for p in preds:
-        others = dict(by_family)
-        own = list(others[p.run.family])
-        own.remove(math.log(p.time_ratio))
-        others[p.run.family] = own
-        lo, hi, _ = interval(others, p.run.family)
-        # The true time is the prediction divided by e^x; it must lie in [pred·lo, pred·hi].
-        true_over_pred = 1 / p.time_ratio
-        inside += lo <= true_over_pred <= hi
-    assert inside / len(preds) >= 0.70
+def test_stored_residuals_belong_to_this_model():
+    """Ranges are built from leave-one-source-out residuals stored beside the table; they are
+    those of the current model (refresh: python scripts/refresh_backtest_residuals.py)."""
+    stored = json.loads(RESIDUALS.read_text())
+    assert stored["model_fingerprint"] == model_fingerprint(), \
+        "stale: run python scripts/refresh_backtest_residuals.py and commit the file"
+    res, kind = residuals_and_kind()
+    assert kind == "leave-one-source-out" and sum(len(v) for v in res.values()) >= 200
+
+
+def test_ranges_contain_what_was_published():
+    """Each row's 80% range, built from the other rows' residuals, holds the published figure
+    for at least 70% of rows (the residuals are each row predicted without its publication)."""
+    res, _ = residuals_and_kind()
+    inside = total = 0
+    for fam, xs in res.items():
+        for i, x in enumerate(xs):
+            others = dict(res)
+            others[fam] = xs[:i] + xs[i + 1:]
+            lo, hi, _ = interval(others, fam)
+            inside += lo <= math.exp(-x) <= hi     # true time ÷ predicted = e^(−x)
+            total += 1
+    assert inside / total >= 0.70
 
 
 def test_a_thin_family_gets_a_wider_range(bt):

@@ -133,9 +133,10 @@ def estimate(model: ModelConfig, cluster: Cluster, layout: Layout, *, tokens: fl
     ideal_cost = details["cloud"]["usd"] * run["ideal_hours"] / hours if details.get("cloud") else None
     unc = None
     if with_uncertainty and source == "performance model":
-        from gpubench.estimate.backtest import family_of, residuals
+        from gpubench.estimate.backtest import family_of, residuals_and_kind
         fam = family_of(sm.stack.name.split("+")[0], cluster.gpu.arch, model.is_moe, "step")
-        unc = uncertainty(perf["step_time_s"], gpu_hours, cost["cloud"], fam, residuals())
+        res, kind = residuals_and_kind()
+        unc = uncertainty(perf["step_time_s"], gpu_hours, cost["cloud"], fam, res, kind)
     return {
         "model": {"name": model.name, "params": model.params(), "active_params": model.params(active=True),
                   "model_flops_per_token": mflops, "hardware_flops_per_token": hflops},

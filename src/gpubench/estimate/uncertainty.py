@@ -1,7 +1,9 @@
 """How sure an estimate is: a range from the back-test's residuals.
 
 For the family an estimate belongs to (its stack and GPU generation, MoE, or whole runs), the
-back-test gives the residuals x = log(predicted ÷ published time) of the rows of that family.
+back-test gives the residuals x = log(predicted ÷ published time) of the rows of that family,
+each row predicted with the stacks' η fitted without its own publication (leave one source
+out: what the model does on a run it has not seen).
 The range at level ``LEVEL`` is the Student-t prediction interval of one more such residual,
 mean ± t(n−1)·sd·√(1 + 1/n), turned back into times: true time = predicted / e^x. A family with
 fewer than ``MIN_ROWS`` rows borrows every row's residuals (and says so in ``basis``): a thin
@@ -51,7 +53,7 @@ def interval(residuals: dict[str, list[float]], family: str) -> tuple[float, flo
 
 
 def uncertainty(step_time_s: float, gpu_hours: float, cost_usd: float | None, family: str,
-                residuals: dict[str, list[float]]) -> dict:
+                residuals: dict[str, list[float]], kind: str = "in-sample") -> dict:
     lo, hi, basis = interval(residuals, family)
     whole = "whole-run" if len(residuals.get("whole-run", [])) >= MIN_ROWS else family
     wlo, whi, wbasis = interval(residuals, whole)
@@ -61,5 +63,5 @@ def uncertainty(step_time_s: float, gpu_hours: float, cost_usd: float | None, fa
         "step_time_s": [step_time_s * lo, step_time_s * hi],
         "gpu_hours": [gpu_hours * wlo, gpu_hours * whi],
         "cost_usd_cloud": [cost_usd * wlo, cost_usd * whi] if cost_usd is not None else None,
-        "basis": f"step time: {basis}; GPU-hours and cost: {wbasis}",
+        "basis": f"{kind} back-test residuals; step time: {basis}; GPU-hours and cost: {wbasis}",
     }
