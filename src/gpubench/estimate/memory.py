@@ -34,16 +34,18 @@ worth), × (1 + (p−1)/(p·v)) with v interleaved chunks (Korthikanti et al. 20
 more micro-batches than a step has. The last stage adds the logits (16-bit, plus fp32 for the
 cross-entropy and its gradient).
 
-**Overheads**: a stated allocator factor (PyTorch's caching allocator fragments; 5% of what is
-allocated) and a reserve for the CUDA context, NCCL buffers and library workspaces.
+**Overheads**: a stated allocator factor (PyTorch's caching allocator fragments; 3% of what is
+allocated) and a reserve for the CUDA context, NCCL buffers and library workspaces (2 GiB).
 """
 
 from __future__ import annotations
 
 from gpubench.estimate.perf import StepModel
 
-RESERVED_BYTES = 2.5 * 2**30      # CUDA context, NCCL buffers, cuBLAS/TE workspaces
-ALLOCATOR_OVERHEAD = 0.05          # caching-allocator fragmentation on top of what is allocated
+# Outside PyTorch's allocator: the CUDA context (~0.5 GiB), NCCL's buffers (~1 GiB with a few
+# communicators), cuBLAS/Transformer Engine workspaces (~0.5 GiB).
+RESERVED_BYTES = 2 * 2**30
+ALLOCATOR_OVERHEAD = 0.03          # caching-allocator fragmentation on top of what is allocated (a stated factor)
 
 
 def state_bytes(sm: StepModel) -> dict[str, float]:
