@@ -1,34 +1,17 @@
 """The estimator against published figures, and its command line."""
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
 
+from estimate_helpers import run_error, run_json
 from gpubench.cli import main
 from gpubench.estimate.flops import (hardware_flops_per_token, model_flops_per_token,
                                      narayanan_flops_per_iteration)
 from gpubench.estimate.models import ModelConfig, get_model
 
 from gpubench.estimate.backtest import DATA as PUBLISHED_RUNS
-
-
-def run_json(capsys, *args):
-    with pytest.raises(SystemExit) as exc:
-        main(list(args) + ["--json"])
-    out, err = capsys.readouterr()
-    assert exc.value.code == 0, err
-    return json.loads(out)
-
-
-def run_error(capsys, *args):
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert exc.value.code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 # ---- parameters and FLOPs -------------------------------------------------------

@@ -1,10 +1,10 @@
 """What current models and runs need: head widths of their own, sliding windows, shared experts
 and leading dense layers, context parallelism, MoE routing; their flags and their bad input."""
 
-import json
 
 import pytest
 
+from estimate_helpers import run_error, run_json
 from gpubench.cli import main
 from gpubench.estimate.cluster import make_cluster
 from gpubench.estimate.flops import attention_core_flops_per_token, model_flops_per_token
@@ -12,23 +12,6 @@ from gpubench.estimate.memory import memory_estimate
 from gpubench.estimate.models import ZOO, get_model
 from gpubench.estimate.perf import StepModel, make_layout
 from gpubench.estimate.profile import default_profile
-
-
-def run_json(capsys, *args):
-    with pytest.raises(SystemExit) as exc:
-        main(list(args) + ["--json"])
-    out, err = capsys.readouterr()
-    assert exc.value.code == 0, err
-    return json.loads(out)
-
-
-def run_error(capsys, *args):
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert exc.value.code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def sm(model, gpu="h100", gpus=8, **layout):

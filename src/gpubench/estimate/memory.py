@@ -56,17 +56,12 @@ def state_bytes(sm: StepModel) -> dict[str, float]:
     z = L.zero
     fp8_extra = 1.0 if L.precision == "fp8" else 0.0
     w16 = sm.act_bytes
-    if stack in ("megatron", "nemo"):
-        weights, grads, opt = P * (1.0 if L.precision == "fp8" else w16), P * 4, P * 12
-        if z >= 1:
-            opt /= d
-        if z >= 2:
-            grads /= d
-        if z >= 3:
-            weights /= d
-        return {"weights": weights, "gradients": grads, "optimizer": opt}
-    if stack == "deepspeed":
-        weights, grads, opt = P * (w16 + fp8_extra), P * 2, P * 12
+    if stack in ("megatron", "nemo", "deepspeed"):
+        if stack == "deepspeed":
+            weights, grads = P * (w16 + fp8_extra), P * 2
+        else:
+            weights, grads = P * (1.0 if L.precision == "fp8" else w16), P * 4
+        opt = P * 12
         if z >= 1:
             opt /= d
         if z >= 2:

@@ -352,7 +352,7 @@ class StepModel:
         fuses the casts of the QKV and MLP inputs into the norms and of the down projection's
         input into the activation, leaving the attention output's and the output gradients';
         dynamic scaling in eager PyTorch (torchao) casts every GEMM input and output gradient."""
-        m, L = self.model, self.layout
+        m = self.model
         h = m.hidden
         up = (2 if m.mlp == "swiglu" else 1) * f
         grads = (q + 2 * kv) + h + up + h          # output gradients of qkv, out, up, down

@@ -81,28 +81,24 @@ _MEGATRON_SRC = ("Narayanan et al. 2021 (Megatron-LM): fused kernels, 1F1B/inter
                  "Megatron-LM docs (distributed optimizer: 6 + 12/d bytes a parameter; "
                  "--overlap-grad-reduce, --overlap-param-gather)")
 
+_MEGATRON = Stack(
+    name="megatron", family="megatron",
+    describes="Megatron-LM / Megatron-Core (Transformer Engine on Hopper): fused element-wise "
+              "kernels, distributed optimizer with overlapped gradient reduce-scatter and "
+              "parameter all-gather, no tensor-parallel communication overlap",
+    attention={"ampere": "unfused", "volta": "unfused", "hopper": "cudnn", "blackwell": "cudnn",
+               "ada": "cudnn", "cdna3": "flash2"},
+    fused_elementwise=True, tp_overlap=0.0, grad_reduce_bytes=4,
+    zero3_regather_on_recompute=False, flat_collective_nics=None, selective="core_attention",
+    cpu_op_s=4e-6, overlap_param_gather=True, sources=_MEGATRON_SRC)
+
 STACKS: dict[str, Stack] = {s.name: s for s in [
-    Stack(
-        name="megatron", family="megatron",
-        describes="Megatron-LM / Megatron-Core (Transformer Engine on Hopper): fused element-wise "
-                  "kernels, distributed optimizer with overlapped gradient reduce-scatter and "
-                  "parameter all-gather, no tensor-parallel communication overlap",
-        attention={"ampere": "unfused", "volta": "unfused", "hopper": "cudnn", "blackwell": "cudnn",
-                   "ada": "cudnn", "cdna3": "flash2"},
-        fused_elementwise=True, tp_overlap=0.0, grad_reduce_bytes=4,
-        zero3_regather_on_recompute=False, flat_collective_nics=None, selective="core_attention",
-        cpu_op_s=4e-6, overlap_param_gather=True, sources=_MEGATRON_SRC),
-    Stack(
-        name="nemo", family="nemo",
-        describes="NVIDIA NeMo / Megatron-Bridge performance recipes on Megatron-Core: as megatron, "
-                  "plus Transformer Engine's userbuffers overlap of tensor-parallel communication",
-        attention={"ampere": "unfused", "volta": "unfused", "hopper": "cudnn", "blackwell": "cudnn",
-                   "ada": "cudnn", "cdna3": "flash2"},
-        fused_elementwise=True, tp_overlap=TP_OVERLAP, grad_reduce_bytes=4,
-        zero3_regather_on_recompute=False, flat_collective_nics=None, selective="core_attention",
-        cpu_op_s=4e-6, overlap_param_gather=True,
-        sources=_MEGATRON_SRC + ("NeMo performance recipes: tp_comm_overlap on for tp > 1 "
-                                 "(Transformer Engine userbuffers)",)),
+    _MEGATRON,
+    replace(_MEGATRON, name="nemo", family="nemo", tp_overlap=TP_OVERLAP,
+            describes="NVIDIA NeMo / Megatron-Bridge performance recipes on Megatron-Core: as megatron, "
+                      "plus Transformer Engine's userbuffers overlap of tensor-parallel communication",
+            sources=_MEGATRON_SRC + ("NeMo performance recipes: tp_comm_overlap on for tp > 1 "
+                                     "(Transformer Engine userbuffers)",)),
     Stack(
         name="deepspeed", family="deepspeed",
         describes="DeepSpeed (Megatron-DeepSpeed: Megatron's fused kernels, DeepSpeed's pipeline "
