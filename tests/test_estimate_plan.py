@@ -113,3 +113,18 @@ def test_plan_text_output(capsys):
     out, _ = capsys.readouterr()
     assert exc.value.code == 0
     assert "best of each family" in out and "80% range" in out and "layouts evaluated" in out
+
+
+def test_the_planners_shared_cache_changes_no_prediction():
+    """The planner shares per-layer times between layouts; every cached answer equals a fresh one."""
+    from gpubench.estimate.perf import StepModel
+    from gpubench.estimate.profile import default_profile
+
+    for name, n, gb in (("mixtral-8x22b", 128, 256), ("qwen3-30b-a3b", 256, 1024)):
+        m, c = get_model(name), make_cluster("h100", n)
+        p = default_profile(c.gpu.key, c.gpu.arch)
+        cache: dict = {}
+        for lay in list(layouts(m, c, gb, "bf16"))[::7][:300]:
+            shared = StepModel(m, c, lay, p, cache).estimate()["step_time_s"]
+            alone = StepModel(m, c, lay, p).estimate()["step_time_s"]
+            assert shared == pytest.approx(alone, rel=1e-12), lay

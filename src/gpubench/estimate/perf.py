@@ -244,9 +244,10 @@ class StepModel:
         L = self.layout
         if self.cache is None:
             return self._layer_times(moe)
-        key = (moe, L.tp, L.cp, L.micro_batch, L.sequence_parallel, L.recompute, L.ep, L.precision,
-               L.framework, L.zero == 3, L.moe_imbalance, L.compile, L.attention, L.tp_comm_overlap,
-               L.moe_dispatcher, self.eta)
+        # Everything a layer's time depends on (not dp or pp, which the planner varies most).
+        key = (moe, L.tp, L.cp, L.micro_batch, L.sequence_parallel, L.recompute, L.ep, self.folded,
+               L.precision, L.framework, L.zero == 3, L.moe_imbalance, L.compile, L.attention,
+               L.tp_comm_overlap, L.moe_dispatcher, self.eta)
         if key not in self.cache:
             self.cache[key] = self._layer_times(moe)
         return self.cache[key]
