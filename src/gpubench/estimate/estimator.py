@@ -71,8 +71,12 @@ def estimate(model: ModelConfig, cluster: Cluster, layout: Layout, *, tokens: fl
     perf = sm.estimate()
     warnings = []
     if prof.carried_from:
-        warnings.append(f"calibration measured on {prof.carried_from} applied to {cluster.gpu.key} "
-                        f"by peak ratios")
+        if any(p.get("kind") == "measured" for p in prof.provenance):
+            warnings.append(f"calibration measured on {prof.carried_from} applied to {cluster.gpu.key} "
+                            f"by peak ratios")
+        else:
+            warnings.append(f"no published profile for {cluster.gpu.key}: the {prof.carried_from} one "
+                            f"applied by peak ratios")
     mflops = model_flops_per_token(model)
     hflops = hardware_flops_per_token(model, layout.recompute)
     peak = perf["peak_tflops"] * 1e12
@@ -153,6 +157,7 @@ def estimate(model: ModelConfig, cluster: Cluster, layout: Layout, *, tokens: fl
         "tokens_per_step": perf["tokens_per_step"],
         "micro_batches": perf["micro_batches"],
         "tokens_per_s": perf["tokens_per_s"],
+        "tokens_per_s_per_gpu": perf["tokens_per_s"] / cluster.gpus,
         "model_tflops_per_gpu": perf["model_tflops_per_gpu"],
         "hardware_tflops_per_gpu": perf["hardware_tflops_per_gpu"],
         "mfu": perf["mfu"],
