@@ -292,8 +292,9 @@ def summary(preds: list[Prediction]) -> dict[str, dict]:
 
 RESIDUALS = DATA.parent / "backtest_residuals.json"
 # The files whose content decides a prediction: the stored residuals are those of this model.
-MODEL_FILES = ("backtest.py", "comm.py", "estimator.py", "flops.py", "goodput.py", "kernels.py", "memory.py", "models.py",
-               "perf.py", "plan.py", "profile.py", "stacks.py", "cluster.py", "data/published_runs.csv")
+MODEL_FILES = ("backtest.py", "comm.py", "estimator.py", "flops.py", "goodput.py", "kernels.py", "memory.py",
+               "models.py", "perf.py", "plan.py", "profile.py", "stacks.py", "cluster.py",
+               "data/published_runs.csv")
 
 
 def model_fingerprint() -> str:
