@@ -377,7 +377,10 @@ def backtest(family, show_rows, fit, cv, as_json):
         if as_json:
             click.echo(json.dumps(fitted, indent=2))
             return
-        rows = [[fam, arch, f"{eta:.4f}", n, f"{rms:.3f}", f"{EFFICIENCY.get(fam, {}).get(arch, (float('nan'),))[0]:.4f}"]
+        def in_use(fam, arch):
+            return EFFICIENCY.get(fam, {}).get(arch, (float("nan"),))[0]
+
+        rows = [[fam, arch, f"{eta:.4f}", n, f"{rms:.3f}", f"{in_use(fam, arch):.4f}"]
                 for fam, t in fitted.items() for arch, (eta, n, rms) in t.items()]
         from tabulate import tabulate
 

@@ -70,7 +70,7 @@ def layouts(model: ModelConfig, cluster: Cluster, global_batch: int | None, prec
     options = options or {}
     opt = {k: options[k] for k in ("framework", "compile", "attention", "tp_comm_overlap", "moe_dispatcher")
            if k in options}
-    imbalance = options.get("moe_imbalance")
+    imbalance = options.get("moe_imbalance") or DEFAULT_MOE_IMBALANCE
 
     def choices(key, default):
         v = _given(constraints, key)
@@ -122,7 +122,7 @@ def layouts(model: ModelConfig, cluster: Cluster, global_batch: int | None, prec
                                         continue
                                     for ep in eps:
                                         yield Layout(tp, pp, dp, vpp, ep, mb, gb, recompute, sp and tp > 1, zero,
-                                                     precision, cp, moe_imbalance=imbalance or DEFAULT_MOE_IMBALANCE, **opt)
+                                                     precision, cp, moe_imbalance=imbalance, **opt)
 
 
 def _work_time(layout: Layout, step_s: float, model: ModelConfig, tokens: float | None) -> float:

@@ -95,7 +95,8 @@ def render_estimate(e: dict) -> str:
     if good.get("failures"):
         lines.append(f"whole run: {good['failures']:,.1f} expected interruptions (restarts "
                      f"{good['restart_loss_s'] / 3600:,.1f} h, lost work {good['rework_loss_s'] / 3600:,.1f} h), "
-                     f"checkpoints {good['checkpoint_s']:,.0f} s every {(good['checkpoint_interval_s'] or 0) / 60:,.0f} "
+                     f"checkpoints {good['checkpoint_s']:,.0f} s every "
+                     f"{(good['checkpoint_interval_s'] or 0) / 60:,.0f} "
                      f"min ({good['checkpoint_loss_s'] / 3600:,.1f} h)")
     mem = e["memory"]
     lines += ["", f"memory per GPU: {mem['total_gb']:.1f} of {mem['capacity_gb']:.0f} GB "
