@@ -82,13 +82,30 @@ def test_flush_buffer_exceeds_cache(cpu):
     assert timer.flusher().buf.numel() >= 2 * cpu.cache_bytes
 
 
-def test_high_cov_flagged(cpu):
-    durations = iter([0.001, 0.02] * 50)
+def test_high_cov_flagged(cpu, monkeypatch):
+    """The flag follows the samples' coefficient of variation. A scripted host clock makes the
+    samples exact, so the test checks the flag, not the machine's scheduling (real sleeps made it
+    fail on a busy CI host)."""
+    import gpubench.timing as timing
+
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    def lasting(durations):
+        it = iter(durations * 50)
+
+        def fn():
+            clock[0] += next(it)
+        return fn
+
     cfg = TimerConfig(warmup_s=0.0, min_warmup_iters=1, measure_s=0.0, min_iters=10, max_iters=10)
-    m = Timer(cpu, cfg).measure(lambda: time.sleep(next(durations)))
+    m = Timer(cpu, cfg).measure(lasting([0.001, 0.02]))
     assert m.stats.cov > 0.5 and m.high_cov
-    steady = Timer(cpu, cfg).measure(lambda: time.sleep(0.005))
-    assert steady.stats.cov < cfg.cov_warn and not steady.high_cov
+    steady = Timer(cpu, cfg).measure(lasting([0.005]))
+    assert steady.stats.cov == 0 and not steady.high_cov
+    # Either side of the threshold (cov_warn = 5%): ±6% is flagged, ±4% is not.
+    assert Timer(cpu, cfg).measure(lasting([0.94, 1.06])).high_cov
+    assert not Timer(cpu, cfg).measure(lasting([0.96, 1.04])).high_cov
 
 
 def test_timing_dict_has_units_and_samples(cpu):
