@@ -344,7 +344,6 @@ def residuals() -> dict[str, list[float]]:
     return residuals_and_kind()[0]
 
 
-FIT_FAMILIES = ("megatron", "nemo", "deepspeed", "fsdp")
 FIT_MIN_ROWS = 6
 
 

@@ -88,7 +88,3 @@ def attention_efficiency(family: str, arch: str, mean_keys: float, head_dim: int
     scale = (mean_keys / (mean_keys + KEYS_HALF)) * min(1.0, (head_dim / (head_dim + HEAD_HALF))
                                                       / (128 / (128 + HEAD_HALF)))
     return base[0] * scale, base[1] * scale
-
-
-def memory_time(nbytes: float, mem_bytes_per_s: float) -> float:
-    return nbytes / mem_bytes_per_s

@@ -1,6 +1,7 @@
 """Search parallel layouts for a model on a cluster and rank them.
 
-The space is what frameworks would run (Megatron-LM's rules, ``perf.megatron_rules``):
+The space is what frameworks would run (Megatron-LM's rules, ``perf.megatron_rules``, applied
+here as the loops go so that refused layouts are never built; a test holds the two together):
 
 * tensor parallelism within a node (a divisor of the heads, compatible with the KV heads);
 * context parallelism over powers of two that split the sequence into 2·cp equal chunks and
@@ -33,7 +34,7 @@ from gpubench.estimate.estimator import Economics, estimate
 from gpubench.estimate.goodput import Reliability
 from gpubench.estimate.memory import memory_estimate, memory_floor_ok
 from gpubench.estimate.models import ModelConfig
-from gpubench.estimate.perf import DEFAULT_MOE_IMBALANCE, Layout, StepModel, default_global_batch, megatron_rules
+from gpubench.estimate.perf import DEFAULT_MOE_IMBALANCE, Layout, StepModel, default_global_batch
 from gpubench.estimate.prices import pricing_for
 from gpubench.estimate.profile import Profile
 
@@ -200,4 +201,4 @@ def search(model: ModelConfig, cluster: Cluster, *, global_batch: int | None, pr
     return results[:top], stats
 
 
-__all__ = ["search", "layouts", "family", "divisors", "megatron_rules"]
+__all__ = ["search", "layouts", "family", "divisors"]
