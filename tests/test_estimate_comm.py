@@ -14,7 +14,7 @@ from gpubench.estimate.comm import (
     ring_steps,
 )
 
-A100 = Links(intra_bw=230e9, inter_bw=22.5e9, gpus_per_node=8)
+A100 = Links(intra_bw=230e9, inter_bw=22.5e9)
 
 
 @pytest.mark.parametrize("n, nodes, ar, ag", [

@@ -50,7 +50,6 @@ class Links:
 
     intra_bw: float
     inter_bw: float                # per GPU (its NIC)
-    gpus_per_node: int
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,7 @@ class StepModel:
         self.comm_tax = min(1.0, COMM_SMS / self.sms)   # compute slowdown per second of hidden comm
         self.gpn = link.gpus_per_node
         self.links = Links(link.intra_node_gbps * 1e9 * self.profile.intra_node_efficiency,
-                           link.inter_node_gbps * 1e9 * self.profile.inter_node_efficiency, self.gpn)
+                           link.inter_node_gbps * 1e9 * self.profile.inter_node_efficiency)
         self.attention_family = self._attention_family()
         # Megatron-LM's rank order: tensor, context, (expert within) data, then pipeline.
         self.tp_group = Group(L.tp, placement(L.tp, 1, self.gpn), self.links)

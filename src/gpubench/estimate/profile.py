@@ -144,8 +144,6 @@ def _anchor(shapes, precision, m, n, k, ceiling, sms, peak_flops) -> float:
 
 _MAMF = {"source": "mamf-finder, stas00/ml-engineering (compute/accelerator)", "kind": "published"}
 _NCCL = {"source": "nccl-tests all-reduce bus bandwidth, published DGX figures", "kind": "published"}
-_MEG = {"source": "Narayanan et al. 2021, Megatron-LM on DGX A100 (software stack reference)",
-        "kind": "published"}
 
 DEFAULTS: dict[str, Profile] = {
     "ampere": Profile(
@@ -154,7 +152,7 @@ DEFAULTS: dict[str, Profile] = {
         attention="unfused",
         attention_fwd_efficiency=0.60, attention_bwd_efficiency=0.45, mem_bw_efficiency=0.89,
         intra_node_efficiency=230 / 300, inter_node_efficiency=0.90,
-        provenance=(_MAMF, {"source": "Dao 2023, FlashAttention-2 (A100)", "kind": "published"}, _NCCL, _MEG)),
+        provenance=(_MAMF, {"source": "Dao 2023, FlashAttention-2 (A100)", "kind": "published"}, _NCCL)),
     "hopper": Profile(
         name="published-h100", gpu_key="h100-sxm",
         gemm_ceiling={"bf16": 794.5 / 989, "fp16": 794.5 / 989, "fp8": 1402.6 / 1979, "tf32": 0.75,
