@@ -1,5 +1,6 @@
 # Two commands for a fresh machine:
-#   make run    set up .venv and run the main suite (gpubench run --suite mixed-precision)
+#   make run    set up .venv, run the main suite (gpubench run --suite mixed-precision) and end
+#               with the self-check: the run's training steps predicted from its own kernels
 #   make test   set up .venv with the test extras and run the test suite
 #
 # TORCH picks the PyTorch build. With no NVIDIA driver it defaults to torch==2.13.0,
@@ -33,7 +34,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch-$(subst =,_,$(subst >,_,$(subs
 venv: $(VENV)/.installed
 
 run: venv
-	$(VENV)/bin/gpubench run --suite mixed-precision $(ARGS)
+	$(VENV)/bin/gpubench run --suite mixed-precision --selfcheck $(ARGS)
 
 test: venv
 	$(PY) -m pytest -q $(ARGS)

@@ -1,6 +1,7 @@
 """The estimator against published figures, and its command line."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -292,13 +293,22 @@ def test_calibrate_then_estimate(capsys, tmp_path):
     assert any("applied to a100-sxm-80gb" in w for w in e_a100["warnings"])
 
 
-def test_calibrate_rejects_cpu_runs(capsys, tmp_path):
+def test_a_cpu_calibration_holds_rates_only_and_estimate_refuses_to_carry_it(capsys, tmp_path):
+    """A CPU has no datasheet peak: calibrate keeps its measured rates (for the self-check), and an
+    estimate for a GPU must refuse them rather than treat a CPU's rates as a GPU's fractions."""
     files = sorted((Path(__file__).resolve().parents[1] / "results").glob("cpu-*.json"))
     if not files:
         pytest.skip("no CPU result committed")
-    line = run_error(capsys, "calibrate", str(files[0]), "-o", str(tmp_path / "p.json"))
-    assert "cannot calibrate" in line
-    assert not (tmp_path / "p.json").exists()
+    prof = tmp_path / "p.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["calibrate", str(files[0]), "-o", str(prof)])
+    assert exc.value.code == 0
+    capsys.readouterr()
+    saved = json.loads(prof.read_text())
+    assert saved["gemm_ceiling"] == {} and saved["rates"]["gemm"]["fp32"]
+    line = run_error(capsys, "estimate", "--model", "gpt3", "--gpu", "h100", "--gpus", "8", "--tokens", "1B",
+                     "--calibration", str(prof))
+    assert "no datasheet peak" in line and "selfcheck" in line
 
 
 def test_estimate_rejects_a_foreign_profile(capsys, tmp_path):

@@ -207,7 +207,8 @@ def test_fits_search_descends_on_out_of_memory_and_stops_on_other_errors(cpu):
 
 def test_transformer_suites_are_registered_for_both_devices(cpu):
     suite = get_suite("transformer")
-    assert {c.params["dtype"] for c in suite.gpu} >= {"fp32", "tf32", "bf16", "fp16", "fp8_e4m3"}
+    assert {c.params["dtype"] for c in suite.gpu if c.benchmark == STEP} >= {"fp32", "tf32", "bf16", "fp16",
+                                                                            "fp8_e4m3"}
     assert any(c.params.get("compile") for c in suite.gpu)
     assert {c.params["parallel"] for c in suite.multi_cpu} == {"none", "ddp", "fsdp"}
     assert suite.items(cpu, world_size=2) == list(suite.multi_cpu)
@@ -218,16 +219,37 @@ def test_transformer_suites_are_registered_for_both_devices(cpu):
     assert get_suite("transformer-fits").cpu
 
 
-def test_cli_transformer_suite_on_cpu(tmp_path, gpubench_cmd, sub_env):
+# The self-check on the 2-core CI VM (the CPU transformer suite's 8 steps predicted from its own
+# kernels), measured on 2026-12-01 with the final model: median |error| 9% and 12% in two runs
+# (31% with the optimizer's foreach passes still missing from the model, which this loop found).
+# The target for a noisy 2-core VM is 25%; step times on this VM drift 20-30% between runs, so
+# the bound is 30%: a broken term (a GEMM pass dropped or doubled, host operations miscounted,
+# the optimizer's passes) moves it further.
+SELF_CHECK_BOUND = 0.30
+
+
+def test_cli_transformer_suite_on_cpu_and_its_self_check(tmp_path, gpubench_cmd, sub_env):
+    """The whole loop on a CPU: the suite measures steps and the kernels they run, and the
+    performance model predicts each step from those kernels to within SELF_CHECK_BOUND."""
     out = tmp_path / "t.json"
     proc = subprocess.run(gpubench_cmd + ["run", "--suite", "transformer", "--device", "cpu", "--out", str(out)],
-                          capture_output=True, text=True, env=sub_env, timeout=300)
+                          capture_output=True, text=True, env=sub_env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     run_ = load_run(out)
     assert run_.status == "complete" and run_.env["device"]["type"] == "cpu"
     ok = [r for r in run_.records if r.status == "ok"]
-    assert ok and all("transformer" in r.benchmark and r.metrics["tokens_per_s"] > 0 for r in ok)
+    steps = [r for r in ok if r.benchmark == STEP]
+    assert steps and all(r.metrics["tokens_per_s"] > 0 for r in steps)
     assert len(ok) == len(get_suite("transformer").cpu)
+    check = subprocess.run(gpubench_cmd + ["selfcheck", str(out), "--json"], capture_output=True, text=True,
+                           env=sub_env, timeout=120)
+    assert check.returncode == 0, check.stderr
+    result = json.loads(check.stdout)
+    cases = result["cases"]
+    assert len(cases) == len(steps) and all(c["not_predicted"] is None for c in cases)
+    for c in cases:     # the breakdown adds up to the prediction it explains
+        assert abs(sum(c["breakdown"].values()) - c["predicted_step_s"]) <= 1e-9 + 0.02 * c["predicted_step_s"]
+    assert result["summary"]["median_abs_error"] <= SELF_CHECK_BOUND, result["summary"]
 
 
 def test_cli_refuses_an_invalid_model_in_one_line(tmp_path, gpubench_cmd, sub_env):

@@ -268,7 +268,7 @@ def cpu_run(tmp_path_factory):
 
     cpu = resolve_device("cpu")
     items = [c for c in get_suite("transformer").items(cpu)
-             if (c.params["model"], c.params["dtype"], c.params.get("checkpointing", "none"),
+             if c.benchmark == "transformer-step" and (c.params["model"], c.params["dtype"], c.params.get("checkpointing", "none"),
                  c.params.get("grad_accum", 1)) in {("tiny", "fp32", "none", 1), ("tiny", "bf16", "none", 1),
                                                     ("mini", "fp32", "none", 1), ("mini", "fp32", "every", 1)}]
     assert len(items) == 4

@@ -86,8 +86,10 @@ def cli():
 @click.option("--sizes", help="collective message sizes MIN:MAX[:FACTOR], like nccl-tests -b -e -f (8:1G:2)")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="KEY=VALUE",
               help="a parameter of --benchmark's cases, e.g. -p model=1.3b -p compile=true (repeatable)")
+@click.option("--selfcheck", "then_selfcheck", is_flag=True,
+              help="then predict the run's training steps from its own kernels (gpubench selfcheck)")
 def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force, quick, budget, strict,
-        nproc, dist_timeout, sizes, param_items):
+        nproc, dist_timeout, sizes, param_items, then_selfcheck):
     """Run a suite (or one benchmark), print a table, and write a result file."""
     from gpubench import distributed
     from gpubench.device import resolve_device
@@ -203,11 +205,26 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
     click.echo(render(run_))
     failed = sum(r.status == "failed" for r in run_.records)
     click.echo(f"\nwrote {out}" + (f" ({failed} case(s) failed: see the table)" if failed else ""), err=True)
+    if then_selfcheck and root:
+        _selfcheck_after(out)
     code = 1 if strict and failed else 0
     if ctx:
         distributed.leave(code)
     if code:
         sys.exit(code)
+
+
+def _selfcheck_after(out: Path) -> None:
+    """The self-check of a run just written; a run it cannot check says why and keeps exit 0."""
+    from gpubench.estimate.report import render_selfcheck
+    from gpubench.estimate.selfcheck import self_check
+
+    try:
+        result = self_check([out])
+    except GpubenchError as e:
+        click.echo(f"\nself-check not run: {e}", err=True)
+        return
+    click.echo("\n" + render_selfcheck(result))
 
 
 def torch_cuda_count() -> int:
@@ -312,12 +329,13 @@ def _flatten(obj, prefix=""):
 
 
 def _add_estimate_commands() -> None:
-    from gpubench.estimate.commands import backtest, calibrate, estimate, plan
+    from gpubench.estimate.commands import backtest, calibrate, estimate, plan, selfcheck
 
     cli.add_command(estimate)
     cli.add_command(plan)
     cli.add_command(calibrate)
     cli.add_command(backtest)
+    cli.add_command(selfcheck)
 
 
 _add_estimate_commands()

@@ -45,6 +45,7 @@ MAIN_METRICS: dict[str, tuple[str, str, bool]] = {
     **{name: ("busbw_gbps", "GB/s", True) for name in COLLECTIVE_NAMES},
     "transformer-step": ("tokens_per_s", "tokens/s", True),
     "transformer-fits": ("largest_params", "params", True),
+    "op-overhead": ("per_op_us", "µs", False),
 }
 
 # Where a benchmark's % of peak comes from: (metric key, factor to percent).
@@ -55,6 +56,7 @@ _PCT_OF_PEAK: dict[str, tuple[str, float] | None] = {
     "membw": ("pct_of_peak", 1.0),
     "transformer-step": ("mfu", 100.0),
     "transformer-fits": None,            # a parameter count has no peak
+    "op-overhead": None,                 # nor does the cost of an operation
     **{name: None for name in COLLECTIVE_NAMES},
 }
 

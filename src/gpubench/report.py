@@ -110,6 +110,40 @@ def matmul_table(records: list[Record]) -> str:
                                    "% peak", "vs FP32", "W", "J/TFLOP", "SM MHz", "rel err"])
 
 
+STEP_PASSES = ("fwd", "dgrad", "wgrad")
+
+
+def is_step_gemm(r: Record) -> bool:
+    """A GEMM the suites time because a training step of theirs runs it (``suites.step_kernels``)."""
+    return r.benchmark == "matmul" and str(r.params.get("gemm", "")).rsplit(" ", 1)[-1] in STEP_PASSES
+
+
+def step_gemm_table(records: list[Record]) -> str:
+    """The step GEMMs folded per model and precision: how long they take together and how fast
+    each layout runs (a library can be several times slower at the backward's layouts)."""
+    groups: dict[tuple, list[Record]] = defaultdict(list)
+    for r in records:
+        if r.status == "ok":
+            groups[(r.params["gemm"].split(" ", 1)[0], _dtype(r.params))].append(r)
+    rows = []
+    for (model, dtype), recs in groups.items():
+        def med(layout):
+            rates = sorted(r.metrics["tflops"] for r in recs if r.params.get("layout", "nt") == layout)
+            return _sig(rates[len(rates) // 2]) if rates else "—"
+        covs = [(r.timing or {}).get("cov") or 0.0 for r in recs]
+        total = sum((r.timing or {}).get("median_s") or 0.0 for r in recs)
+        rows.append([model, dtype, len(recs), _fmt(total * 1e3, 2), med("nt"), med("nn"), med("tn"),
+                     _fmt(100 * max(covs), 1, "%")])
+    return _table(rows, ["step of", "dtype", "GEMMs", "sum ms", "TFLOP/s nt (fwd)", "nn (dgrad)",
+                         "tn (wgrad)", "worst CoV"])
+
+
+def overhead_table(records: list[Record]) -> str:
+    rows = [[r.params.get("mode"), r.params.get("ops"), _sig((r.metrics or {}).get("per_op_us")), _cov(r)]
+            for r in records if r.status == "ok"]
+    return _table(rows, ["mode", "ops", "µs per op", "CoV"])
+
+
 def best_table(records: list[Record]) -> str:
     best: dict[str, Record] = {}
     for r in records:
@@ -139,7 +173,7 @@ def membw_table(records: list[Record]) -> str:
         b = (r.work or {}).get("bytes") or 0
         spread = (f"{b / t['p90_s'] / 1e9:,.0f}–{b / t['p10_s'] / 1e9:,.0f}"
                   if t.get("p10_s") and t.get("p90_s") else "—")
-        rows.append([r.params["op"], f"{r.params['size_bytes'] / 2**20:,.0f} MiB",
+        rows.append([r.params["op"], _bytes(r.params["size_bytes"]),
                      _fmt(r.metrics.get("gbps"), 1), spread, _cov(r),
                      _fmt(r.metrics.get("pct_of_peak"), 1), _fmt(r.metrics.get("power_w"), 0)])
     return _table(rows, ["op", "buffer", "GB/s", "p10–p90", "CoV", "% peak", "W"])
@@ -460,10 +494,16 @@ def render(run: Run, show_probes: bool = False) -> str:
         by_bench[r.benchmark].append(r)
     if by_bench.get("membw"):
         parts.append("memory bandwidth (copy; bytes read + written)\n" + membw_table(by_bench["membw"]))
-    if any(r.status == "ok" for r in by_bench.get("matmul", [])):
+    step_gemms = [r for r in by_bench.get("matmul", []) if is_step_gemm(r)]
+    by_bench["matmul"] = [r for r in by_bench.get("matmul", []) if not is_step_gemm(r)]
+    if any(r.status == "ok" for r in by_bench["matmul"]):
         parts.append("matmul (C = A·Wᵀ; TFLOP/s from the median time; p10–p90 from the time spread)\n"
                      + matmul_table(by_bench["matmul"]))
         parts.append(best_table(by_bench["matmul"]))
+    if any(r.status == "ok" for r in step_gemms):
+        parts.append("the training steps' GEMMs, timed alone (median TFLOP/s per layout; each row's "
+                     "cases are in the file; gpubench selfcheck predicts the steps from them)\n"
+                     + step_gemm_table(step_gemms))
     if by_bench.get("mamf"):
         parts.append("maximum achievable matmul (search; the best shape re-measured)\n"
                      + mamf_table(by_bench["mamf"]))
@@ -490,10 +530,14 @@ def render(run: Run, show_probes: bool = False) -> str:
                                "each rank an independent replica)"), scaling_table(steps))):
             if table:
                 parts.append(f"{title}\n{table}")
+    if any(r.status == "ok" for r in by_bench.get("op-overhead", [])):
+        parts.append("cost of one framework operation (a chain of 8-element multiplications; autograd: "
+                     "each with its backward, as a training step pays it)\n"
+                     + overhead_table(by_bench["op-overhead"]))
     if any(r.status == "ok" for r in by_bench.get(FITS, [])):
         parts.append("transformer: largest model that trains (size ladder climbed with real steps)\n"
                      + fits_table(by_bench[FITS]))
-    known = {"membw", "matmul", "mamf", "attention", *COLLECTIVES, STEP, FITS}
+    known = {"membw", "matmul", "mamf", "attention", "op-overhead", *COLLECTIVES, STEP, FITS}
     for name, recs in by_bench.items():
         if name not in known:
             rows = [[r.case_id, r.status, ", ".join(f"{k}={_fmt(v, 3)}" for k, v in r.metrics.items()

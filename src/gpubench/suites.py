@@ -35,6 +35,55 @@ def llm_gemms(model: str, tp: int, tokens: int = TOKENS) -> list[dict]:
             for name, (m, n, k) in shapes.items()]
 
 
+def step_kernels(model: str, micro_batch: int, dtypes, attention_dtypes=(), gpu: bool = False) -> list[Case]:
+    """What one training step of a suite's GPT runs, timed alone: every GEMM of a layer and of
+    the LM head in its forward (tokens × out × in, nt), input-gradient (tokens × in × out, nn)
+    and weight-gradient (out × in × tokens, tn) shapes and layouts, and the causal attention core forward and
+    forward+backward. The self-check (``gpubench selfcheck``) predicts the step from these."""
+    from gpubench.gpt.config import get_size
+
+    cfg = get_size(model)
+    t = micro_batch * cfg.seq_len
+    linears = {"qkv": (cfg.qkv_features, cfg.hidden), "out": (cfg.hidden, cfg.heads * cfg.head_dim),
+               "mlp-up": ((2 if cfg.mlp == "swiglu" else 1) * cfg.ffn, cfg.hidden),
+               "mlp-down": (cfg.hidden, cfg.ffn), "lm-head": (cfg.vocab, cfg.hidden)}
+    shapes: dict[tuple, str] = {}
+    for name, (n, k) in linears.items():
+        for what, shape in (("fwd", (t, n, k, "nt")), ("dgrad", (t, k, n, "nn")), ("wgrad", (n, k, t, "tn"))):
+            shapes.setdefault(shape, f"{model} {name} {what}")
+    out = []
+    for dtype in dtypes:
+        fp8 = dtype.startswith("fp8")
+        for (m, n, k, layout), label in shapes.items():
+            if fp8 and label.split()[1] == "lm-head":
+                continue        # FP8 steps keep the LM head in bf16
+            params = {"m": m, "n": n, "k": k, "gemm": label, "dtype": dtype}
+            if fp8:
+                params["scaling"] = "tensor"    # every FP8 GEMM of the step is nt (_scaled_mm's)
+            elif layout != "nt":
+                params["layout"] = layout
+            out.append(Case("matmul", params))
+        if fp8 and "bf16" not in dtypes:
+            out += [Case("matmul", {"m": m, "n": n, "k": k, "gemm": label, "dtype": "bf16",
+                                    **({"layout": layout} if layout != "nt" else {})})
+                    for (m, n, k, layout), label in shapes.items() if label.split()[1] == "lm-head"]
+    for dtype in attention_dtypes:
+        # SDPA's flash backend where it takes the dtype (16-bit on GPUs, any on CPUs), else
+        # the memory-efficient one, as SDPA itself would pick for a causal float32 call.
+        impl = "sdpa-efficient" if gpu and dtype in ("fp32", "tf32") else "sdpa-flash"
+        out += sweep("attention", {"dtype": dtype, "impl": impl, "causal": True, "batch": micro_batch,
+                                   "heads": cfg.heads, "seq": cfg.seq_len, "head_dim": cfg.head_dim},
+                     direction=["fwd", "fwd+bwd"])
+    return out
+
+
+# (On a CPU the element-wise work of the small steps runs on tensors of tens to hundreds of KiB,
+# where a copy is far from its large-buffer rate: the membw sizes go down to 64 KiB there.)
+# The cost of one framework operation with no work (dispatch, autograd, launch): what small
+# steps are made of, measured in a training step's way and bare.
+OP_OVERHEAD = sweep("op-overhead", {"ops": 200}, mode=["autograd", "eager"])
+
+
 def squares(*sizes: int) -> list[dict]:
     return [{"m": s, "n": s, "k": s} for s in sizes]
 
@@ -59,6 +108,9 @@ register_suite(Suite(
         + sweep("matmul", shape=[g for model in MODELS for tp in (1, 8) for g in llm_gemms(model, tp)],
                 precision=[{"dtype": "fp32"}, {"dtype": "bf16"}, FP8[1]])
         + sweep(STEP, {"model": "350m", "micro_batch": 8}, dtype=STEP_PRECISIONS)
+        # What the self-check needs to predict those steps from this run alone.
+        + step_kernels("350m", 8, STEP_PRECISIONS, attention_dtypes=["bf16", "fp32"], gpu=True)
+        + sweep("membw", size_bytes=[1 << 26]) + OP_OVERHEAD
     ),
     # A CPU has no tensor cores and no datasheet peak here: these shapes only prove the
     # path (setup, check, timer, schema, report) end to end, in seconds.
@@ -69,6 +121,8 @@ register_suite(Suite(
         + sweep("matmul", shape=[g for g in llm_gemms("llama2-7b", 8, tokens=256)][:2],
                 precision=[{"dtype": "fp32"}, {"dtype": "bf16"}])
         + sweep(STEP, {"model": "tiny", "micro_batch": 2}, dtype=STEP_PRECISIONS)
+        + step_kernels("tiny", 2, ["fp32", "bf16", "fp16", "fp8_e4m3"], attention_dtypes=["fp32", "bf16"])
+        + sweep("membw", size_bytes=[1 << 16, 1 << 18, 1 << 20, 1 << 23]) + OP_OVERHEAD
     ),
 ))
 
@@ -152,12 +206,23 @@ register_suite(Suite(
         + sweep(STEP, {"micro_batch": 8, "dtype": "bf16"}, model=["125m", "350m", "760m"])
         + sweep(STEP, {"micro_batch": 4, "dtype": "bf16", "checkpointing": "every"}, model=["2.7b"])
         + sweep(STEP, {"micro_batch": 2, "dtype": "bf16"}, model=["llama2-7b-slice", "llama2-70b-slice"])
+        # What the self-check needs to predict the 1.3B steps from this run alone.
+        + step_kernels("1.3b", 8, ["fp32", "tf32", "bf16", "fp16", "fp8_e4m3"],
+                       attention_dtypes=["bf16", "fp32"], gpu=True)
+        + sweep("membw", size_bytes=[1 << 26, 1 << 30]) + OP_OVERHEAD
     ),
+    # fp16 and FP8 steps on a CPU are in mixed-precision; here the sizes, checkpointing and
+    # accumulation, and the kernels the self-check predicts them from (the loop CI runs).
     cpu=tuple(
-        sweep(STEP, {"model": "tiny", "micro_batch": 2}, dtype=["fp32", "bf16", "fp16", "fp8_e4m3"])
+        sweep(STEP, {"model": "tiny", "micro_batch": 2}, dtype=["fp32", "bf16"])
         + sweep(STEP, {"model": "mini", "micro_batch": 2, "dtype": "fp32"},
                 checkpointing=["none", "every", "attention"])
-        + sweep(STEP, {"model": "tiny", "micro_batch": 1, "dtype": "fp32", "grad_accum": 2})
+        + sweep(STEP, {"model": "tiny", "micro_batch": 2, "dtype": "fp32", "grad_accum": 2})
+        + sweep(STEP, {"model": "small", "micro_batch": 2}, dtype=["fp32", "bf16"])
+        + step_kernels("tiny", 2, ["fp32", "bf16"], attention_dtypes=["fp32", "bf16"])
+        + step_kernels("mini", 2, ["fp32"], attention_dtypes=["fp32"])
+        + step_kernels("small", 2, ["fp32", "bf16"], attention_dtypes=["fp32", "bf16"])
+        + sweep("membw", size_bytes=[1 << 16, 1 << 18, 1 << 20, 1 << 23, 1 << 26]) + OP_OVERHEAD
     ),
     multi_gpu=tuple(sweep(STEP, {**BIG, "dtype": "bf16"}, parallel=["none", "ddp", "fsdp"])),
     multi_cpu=tuple(sweep(STEP, {"model": "tiny", "micro_batch": 2, "dtype": "fp32"},

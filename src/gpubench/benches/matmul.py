@@ -1,7 +1,12 @@
 """Dense matrix product C = A · Wᵀ in FP32, TF32, BF16, FP16 and FP8 (e4m3).
 
 The layout is nn.Linear's: A is (m, k) activations, W is (n, k) weights, C is
-(m, n). FLOPs per product are 2·m·n·k. FP8 goes through ``torch._scaled_mm`` with
+(m, n). FLOPs per product are 2·m·n·k. A training step runs the other two layouts
+too, and libraries can be slower at them (a CPU's fp16 path by several times):
+``layout=nn`` is the input gradient's dY(m, k)·W(k, n), both row-major, and
+``layout=tn`` the weight gradient's dYᵀ·X, A stored as its (k, m) transpose. The
+default, ``nt``, is the forward's and is left out of the parameters (case ids stay
+as they were). FP8 goes through ``torch._scaled_mm`` with
 float32 scales, either one per tensor or one per row of A and per row of W
 ("row-wise"), bf16 output. The time to compute those scales and cast both
 operands from bf16 is measured separately (``scaling_s``) because a training step
@@ -28,6 +33,7 @@ from gpubench.registry import Benchmark, Workload, register_benchmark
 FP8_MAX = 448.0             # largest finite float8_e4m3fn
 SCALINGS = ("tensor", "row")
 CHECK_SAMPLE = 128          # rows and columns of C compared with float64
+LAYOUTS = ("nt", "nn", "tn")    # forward, input gradient, weight gradient of a linear layer
 
 
 def quantize_fp8(x: torch.Tensor, rowwise: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,6 +66,14 @@ class Matmul(Benchmark):
             if p["scaling"] not in SCALINGS:
                 raise GpubenchError(f"matmul scaling={p['scaling']!r}: use one of {', '.join(SCALINGS)}")
             p.setdefault("fast_accum", True)
+        layout = str(p.pop("layout", "nt")).strip().lower()
+        if layout not in LAYOUTS:
+            raise GpubenchError(f"matmul layout={layout!r}: use one of {', '.join(LAYOUTS)}")
+        if layout != "nt":
+            if p["dtype"].startswith("fp8"):
+                raise GpubenchError("matmul layout: FP8 _scaled_mm takes only A row-major and B "
+                                    "column-major (nt); an FP8 step transposes its copies to fit")
+            p["layout"] = layout
         return p
 
     def memory_bytes(self, params: Mapping[str, Any]) -> int:
@@ -75,7 +89,8 @@ class Matmul(Benchmark):
         shape = f"{params['m']}x{params['n']}x{params['k']}"
         extra = f" {params['scaling']}-scaled" if "scaling" in params else ""
         gemm = f" ({params['gemm']})" if params.get("gemm") else ""
-        return f"{params['dtype']}{extra} {shape}{gemm}"
+        layout = f" {params['layout']}" if params.get("layout") else ""
+        return f"{params['dtype']}{extra} {shape}{layout}{gemm}"
 
     def prepare(self, params: Mapping[str, Any], device: DeviceInfo) -> Workload:
         dtype = params["dtype"]
@@ -91,8 +106,16 @@ class Matmul(Benchmark):
         prec = get_precision(params["dtype"])
         gen, seed = fresh_generator(device)
         dev = device.torch_device
-        a = torch.randn(m, k, generator=gen, device=dev, dtype=prec.torch_dtype)
-        w = torch.randn(n, k, generator=gen, device=dev, dtype=prec.torch_dtype)
+        layout = params.get("layout", "nt")
+        # Stored as the layout says; a and w are always the logical A (m, k) and W (n, k).
+        if layout == "tn":
+            a = torch.randn(k, m, generator=gen, device=dev, dtype=prec.torch_dtype).t()
+        else:
+            a = torch.randn(m, k, generator=gen, device=dev, dtype=prec.torch_dtype)
+        if layout == "nn":
+            w = torch.randn(k, n, generator=gen, device=dev, dtype=prec.torch_dtype).t()
+        else:
+            w = torch.randn(n, k, generator=gen, device=dev, dtype=prec.torch_dtype)
         c = torch.empty(m, n, device=dev, dtype=prec.torch_dtype)
         wt = w.t()
 
@@ -110,7 +133,8 @@ class Matmul(Benchmark):
             bytes_moved=float((m * k + n * k + m * n) * prec.bytes_per_element),
             check=check, flush_l2=True,
             context=lambda: float32_matmul_precision(mode),
-            info={"seed": seed, "layout": "A(m,k) @ W(n,k)^T"},
+            info={"seed": seed, "layout": {"nt": "A(m,k) @ W(n,k)^T", "nn": "A(m,k) @ B(k,n)",
+                                           "tn": "A(k,m)^T @ B(k,n)"}[layout]},
         )
 
     def _prepare_fp8(self, params, device: DeviceInfo) -> Workload:

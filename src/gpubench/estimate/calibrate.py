@@ -66,6 +66,7 @@ from typing import Any, Sequence
 from gpubench.errors import GpubenchError
 from gpubench.estimate.cluster import FACTS
 from gpubench.estimate.profile import Profile, default_profile
+from gpubench.estimate.rates import MeasuredRates, precision_key
 from gpubench.hardware import GPUSpec, get_gpu
 from gpubench.results import Record, Run, load_run
 
@@ -80,6 +81,7 @@ _DTYPE_ALIASES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float3
                   "float8_e5m2": "fp8_e5m2"}
 _SIZE_KEYS = ("size_bytes", "message_bytes", "msg_bytes", "nbytes", "bytes", "size")
 _UNFUSED = {"math", "sdpa-math", "unfused", "eager", "naive", "reference"}
+_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all", "sendrecv")
 
 
 @dataclass
@@ -152,33 +154,43 @@ def _absurd(what: str, src: _Source, value: str) -> GpubenchError:
 
 # ---- loading and checking the files ----
 
-def _load(paths: Sequence[str | Path]) -> tuple[list[tuple[Path, Run]], GPUSpec, dict]:
+def _device_id(run: Run) -> tuple[dict, str]:
+    dev = (run.env or {}).get("device") or {}
+    return dev, f"{dev.get('type') or 'device'} {dev.get('name') or 'unknown'}"
+
+
+def _load(paths: Sequence[str | Path]) -> tuple[list[tuple[Path, Run]], GPUSpec | None, dict]:
+    """The runs, the hardware table's entry for their GPU (None: no datasheet figures), the device.
+
+    Files of one GPU model may come from several machines (fractions of one datasheet
+    agree); a device without a datasheet entry is only ever compared with itself."""
     if not paths:
         raise GpubenchError("calibrate: no result files given")
-    runs = [(Path(p), load_run(p)) for p in paths]
-    first: tuple[Path, str, str] | None = None
+    return resolve_device([(Path(p), load_run(p)) for p in paths])
+
+
+def resolve_device(runs: list[tuple[Path, Run]]) -> tuple[list[tuple[Path, Run]], GPUSpec | None, dict]:
+    """The hardware table's entry and the device of runs already loaded (see ``_load``)."""
+    first: tuple[Path, str | None, str] | None = None
     spec = None
     device = {}
     for path, run in runs:
-        dev = (run.env or {}).get("device") or {}
-        name = dev.get("name") or "unknown device"
-        if dev.get("type") == "cpu":
-            raise GpubenchError(f"{path}: a CPU run ({name}) has no datasheet peak: cannot calibrate")
-        key = dev.get("spec_key")
-        if not key:
-            raise GpubenchError(f"{path}: {name} is not in the hardware table, so it has no "
-                                f"datasheet peak: cannot calibrate")
-        try:
-            this = get_gpu(key)
-        except GpubenchError:
-            raise GpubenchError(f"{path}: spec_key {key!r} ({name}) is not in the hardware table, "
-                                f"so it has no datasheet peak: cannot calibrate") from None
+        dev, ident = _device_id(run)
+        key = dev.get("spec_key") if dev.get("type") != "cpu" else None
+        this = None
+        if key:
+            try:
+                this = get_gpu(key)
+            except GpubenchError:
+                raise GpubenchError(f"{path}: spec_key {key!r} ({dev.get('name')}) is not in the "
+                                    f"hardware table") from None
+        mark = this.key if this else ident
         if first is None:
-            first, spec, device = (path, this.key, name), this, dev
-        elif this.key != first[1]:
+            first, spec, device = (path, mark, ident), this, dev
+        elif mark != first[1]:
             raise GpubenchError(
-                f"result files come from different GPUs: {first[0]} is {first[1]} ({first[2]}), "
-                f"{path} is {this.key} ({name}); calibrate one GPU model at a time")
+                f"result files come from different devices: {first[0]} is {first[1]}, {path} is "
+                f"{mark}; calibrate one device model at a time")
     return runs, spec, device
 
 
@@ -418,6 +430,90 @@ def _step_check(records: list[_Source], notes: list[str]) -> None:
                      f"profile field; compare it with the estimate")
 
 
+# ---- measured rates (absolute, this device only) ----
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else 0.5 * (xs[mid - 1] + xs[mid])
+
+
+def _seconds(r: Record) -> float | None:
+    return _num((r.timing or {}).get("median_s"))
+
+
+def measured_rates(runs: list[tuple[Path, Run]], device: dict) -> MeasuredRates:
+    """Every ok record's time, by what it measured: GEMM shapes, copy sizes, op overhead,
+    fused attention cases, collectives. Repeated cases keep the median of their medians."""
+    gemm: dict[tuple, list[float]] = defaultdict(list)
+    membw: dict[int, list[float]] = defaultdict(list)
+    ops: dict[str, list[float]] = defaultdict(list)
+    attention: dict[tuple, list[float]] = defaultdict(list)
+    attn_meta: dict[tuple, dict] = {}
+    coll: dict[tuple, list[float]] = defaultdict(list)
+    for _, run in runs:
+        for r in run.records:
+            if r.status != "ok":
+                continue
+            m, t = r.metrics or {}, _seconds(r)
+            name = r.benchmark
+            if name in ("matmul", "mamf"):
+                dtype = _dtype(r.params)
+                if dtype is None or str(r.params.get("search", "")) == "mamf":
+                    continue        # quick-timed search probes are biased fast
+                if name == "mamf":
+                    shape = tuple(_int(m.get(f"best_{d}")) for d in "mnk")
+                    tflops = _num(m.get("tflops"))
+                    t = 2.0 * math.prod(shape) / (tflops * 1e12) if None not in shape and tflops else None
+                else:
+                    shape = tuple(_int(r.params.get(d)) for d in "mnk")
+                    tflops = _num(m.get("tflops"))
+                    if not t and tflops and None not in shape:
+                        t = 2.0 * math.prod(shape) / (tflops * 1e12)    # a file without timing stats
+                if None in shape or not t:
+                    continue
+                gemm[(precision_key(dtype), *shape, str(r.params.get("layout", "nt")))].append(t)
+            elif name == "membw":
+                size, gbps = _int(r.params.get("size_bytes")), _num(m.get("gbps"))
+                if size and gbps:
+                    membw[size].append(gbps * 1e9)
+            elif name == "op-overhead":
+                per = _num(m.get("per_op_s"))
+                if per:
+                    ops[str(r.params.get("mode", "autograd"))].append(per)
+            elif "attention" in name:
+                impl = str(r.params.get("impl", ""))
+                if impl in _UNFUSED or not t:
+                    continue
+                flops = _num((r.work or {}).get("flops"))
+                tflops = _num(m.get("tflops"))
+                flops = flops or (tflops * 1e12 * t if tflops else None)
+                if not flops:
+                    continue
+                key = tuple(r.params.get(k) for k in ("direction", "causal", "batch", "heads", "seq",
+                                                       "head_dim", "impl", "dtype"))
+                attention[key].append(t)
+                attn_meta[key] = {k: r.params.get(k) for k in ("direction", "causal", "batch", "heads", "seq",
+                                                                "head_dim", "impl", "dtype")}
+                attn_meta[key]["flops"] = flops
+            elif name in _COLLECTIVES:
+                size, world = _int(r.params.get("size_bytes")), _int(r.params.get("world_size"))
+                if size and world and world > 1 and t:
+                    coll[(name, world, size)].append(t)
+    rates = MeasuredRates(device={k: device.get(k) for k in ("type", "name", "spec_key", "total_memory_bytes")},
+                          host_overlap=device.get("type") == "cuda")
+    for (prec, mm, nn, kk, layout), ts in sorted(gemm.items()):
+        rates.gemm.setdefault(prec, []).append([mm, nn, kk, _median(ts), layout])
+    rates.membw = [[size, _median(bw)] for size, bw in sorted(membw.items())]
+    rates.op_s = _median(ops["autograd"]) if ops.get("autograd") else None
+    rates.op_eager_s = _median(ops["eager"]) if ops.get("eager") else None
+    # The step runs SDPA's fused kernels (or the Triton kernel): prefer those families.
+    rates.attention = [{**attn_meta[k], "seconds": _median(ts)} for k, ts in attention.items()]
+    for (op, world, size), ts in sorted(coll.items()):
+        rates.collectives.setdefault(f"{op}/{world}", []).append([size, _median(ts)])
+    return rates
+
+
 # ---- the profile ----
 
 def build_profile(paths: Sequence[str | Path]) -> tuple[Profile, list[str]]:
@@ -425,6 +521,9 @@ def build_profile(paths: Sequence[str | Path]) -> tuple[Profile, list[str]]:
     saying which figures were measured (from which file/record, value) and which came from the
     architecture's published default profile."""
     runs, spec, device = _load(paths)
+    rates = measured_rates(runs, device)
+    if spec is None:
+        return _rates_only(runs, device, rates)
     notes = [f"gpu: {device.get('name')} ({spec.key}, {spec.arch}); {len(runs)} result file(s)"]
     groups: dict[str, list[_Source]] = defaultdict(list)
     unknown: dict[str, int] = defaultdict(int)
@@ -448,6 +547,8 @@ def build_profile(paths: Sequence[str | Path]) -> tuple[Profile, list[str]]:
                 groups["all_reduce"].append(src)
             elif flat.startswith("transformerstep") or flat == "transformer":
                 groups["step"].append(src)
+            elif name == "op-overhead" or name in _COLLECTIVES:
+                pass                # measured rates only (``measured_rates``)
             else:
                 unknown[name] += 1
                 continue
@@ -497,7 +598,8 @@ def build_profile(paths: Sequence[str | Path]) -> tuple[Profile, list[str]]:
         if key not in gemm:
             from_default.append(f"gemm_ceiling.{key}")
             notes.append(f"default gemm_ceiling.{key} = {_fmt(default.gemm_ceiling[key])} ({dname})")
-    skip = {"name", "gpu_key", "gemm_ceiling", "provenance", "carried_from", "gemm_shapes"}
+    skip = {"name", "gpu_key", "gemm_ceiling", "provenance", "carried_from", "gemm_shapes", "rates",
+            "self_check"}
     for f in fields(Profile):
         if f.name in skip or f.name in values:
             continue
@@ -518,7 +620,40 @@ def build_profile(paths: Sequence[str | Path]) -> tuple[Profile, list[str]]:
     if best:
         notes.append(f"measured gemm_shapes: {len(best)} shape(s) anchor the GEMM model near them")
     profile = Profile(name=f"measured-{spec.key}", gpu_key=spec.key, provenance=tuple(provenance),
-                      carried_from=None, gemm_shapes=tuple(sorted(best.values())), **values)
+                      carried_from=None, gemm_shapes=tuple(sorted(best.values())),
+                      rates=rates.to_dict(), **values)
+    notes.extend(_rates_notes(rates))
+    return profile, notes
+
+
+def _rates_notes(rates: MeasuredRates) -> list[str]:
+    shapes = sum(len(v) for v in rates.gemm.values())
+    out = [f"measured rates: {shapes} GEMM shape(s) ({', '.join(sorted(rates.gemm)) or 'none'}), "
+           f"{len(rates.membw)} copy size(s), {len(rates.attention)} fused attention case(s), "
+           f"{sum(len(v) for v in rates.collectives.values())} collective size(s), op overhead "
+           + (f"{rates.op_s * 1e6:.3g} µs (autograd)" if rates.op_s else "not measured")
+           + (f", {rates.op_eager_s * 1e6:.3g} µs (eager)" if rates.op_eager_s else "")]
+    return out
+
+
+def _rates_only(runs: list[tuple[Path, Run]], device: dict, rates: MeasuredRates) -> tuple[Profile, list[str]]:
+    """A device without datasheet figures: its measured rates alone, for its own steps."""
+    name = device.get("name") or "unknown device"
+    what = "a CPU" if device.get("type") == "cpu" else f"{name}, not in the hardware table,"
+    if not rates.gemm and not rates.membw:
+        raise GpubenchError(f"{', '.join(str(p) for p, _ in runs)}: no ok matmul or membw record: "
+                            f"nothing to calibrate {name} from")
+    notes = [f"device: {name} ({device.get('type')}); {len(runs)} result file(s)",
+             f"rates only: {what} has no datasheet peak, so the profile holds measured rates (no "
+             f"fractions of peak, no MFU); it predicts this device's own steps (gpubench selfcheck) "
+             f"and cannot be carried to a GPU"]
+    notes += [f"file: {p}: suite {run.suite}, run {run.run_id}, started {run.started_at}" for p, run in runs]
+    notes.extend(_rates_notes(rates))
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{device.get('type')}-{name}".lower()).strip("-")
+    provenance = tuple({"file": str(p), "run_id": run.run_id, "device": name, "started_at": run.started_at,
+                        "suite": run.suite, "kind": "measured"} for p, run in runs)
+    profile = Profile(name=f"measured-{slug}", gpu_key="", gemm_ceiling={}, provenance=provenance,
+                      rates=rates.to_dict())
     return profile, notes
 
 

@@ -353,10 +353,50 @@ def calibrate(results, out, force):
     if out.exists() and not force:
         raise GpubenchError(f"--out {out} already exists; pass --force to overwrite")
     profile, notes = build(results)
+    profile = _with_self_check(profile, results, notes)
     profile.save(out)
     for line in notes:
         click.echo(line, err=True)
-    click.echo(f"wrote {out} (measured on {profile.gpu_key})")
+    where = profile.gpu_key or ((profile.rates or {}).get("device") or {}).get("name")
+    click.echo(f"wrote {out} (measured on {where})")
+
+
+def _with_self_check(profile, results, notes: list[str]):
+    """The profile with its machine's self-check verdict, where the files hold training steps."""
+    from dataclasses import replace
+
+    from gpubench.estimate.selfcheck import self_check
+
+    try:
+        result = self_check(results)
+    except GpubenchError as e:
+        notes.append(f"self-check: not run ({e})")
+        return profile
+    s = result["summary"]
+    notes.append(f"self-check: median |error| {s['median_abs_error']:.0%} over {s['cases']} training "
+                 f"step(s) of this machine (gpubench selfcheck shows them); estimates made with this "
+                 f"profile widen their range by it")
+    return replace(profile, self_check=s)
+
+
+@click.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def selfcheck(results, as_json):
+    """Predict this machine's own training steps from its own microbenchmarks, and say how far off.
+
+    RESULTS are result files of one machine (e.g. from `gpubench run --suite mixed-precision`):
+    every transformer-step record in them is predicted by the performance model from the
+    matmul, membw, attention, op-overhead and collective records beside it."""
+    from gpubench.estimate.selfcheck import self_check, to_json
+
+    result = self_check(results)
+    if as_json:
+        click.echo(json.dumps(to_json(result), indent=2, default=float))
+        return
+    from gpubench.estimate.report import render_selfcheck
+
+    click.echo(render_selfcheck(result))
 
 
 @click.command()

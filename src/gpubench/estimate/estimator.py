@@ -140,7 +140,8 @@ def estimate(model: ModelConfig, cluster: Cluster, layout: Layout, *, tokens: fl
         from gpubench.estimate.backtest import family_of, residuals_and_kind
         fam = family_of(sm.stack.name.split("+")[0], cluster.gpu.arch, model.is_moe, "step")
         res, kind = residuals_and_kind()
-        unc = uncertainty(perf["step_time_s"], gpu_hours, cost["cloud"], fam, res, kind)
+        unc = uncertainty(perf["step_time_s"], gpu_hours, cost["cloud"], fam, res, kind,
+                          self_check=prof.self_check)
     return {
         "model": {"name": model.name, "params": model.params(), "active_params": model.params(active=True),
                   "model_flops_per_token": mflops, "hardware_flops_per_token": hflops},

@@ -37,6 +37,7 @@ from gpubench.estimate.flops import RECOMPUTE, hardware_flops_per_token, model_f
 from gpubench.estimate.kernels import ATTENTION_FAMILIES, attention_efficiency, gemm_time
 from gpubench.estimate.models import ModelConfig
 from gpubench.estimate.profile import Profile
+from gpubench.estimate.rates import MeasuredRates
 from gpubench.estimate.stacks import COMM_SMS, Stack, elementwise_elems, get_stack
 
 PRECISIONS = ("bf16", "fp16", "fp8", "tf32", "fp32")
@@ -174,11 +175,16 @@ class StepModel:
     profile: Profile
     cache: dict | None = None           # shared across layouts by the planner
     compute_efficiency: float | None = None   # overrides the stack's (used by the back-test's fit)
+    # This device's own measurements (the self-check): kernels, copies, host operations and
+    # collectives take their measured times instead of fractions of datasheet figures.
+    rates: MeasuredRates | None = None
 
     def __post_init__(self):
         gpu, L = self.cluster.gpu, self.layout
         peak = gpu.peak(L.precision)
-        if peak is None:
+        if peak is None and self.rates is not None:
+            peak = float("nan")         # a device without a datasheet: no MFU, rates do the rest
+        elif peak is None:
             hint = " (try --precision fp16)" if L.precision == "bf16" and gpu.peak("fp16") else ""
             raise GpubenchError(f"--precision {L.precision}: {gpu.key} has no dense "
                                 f"{L.precision} rate in the hardware table{hint}")
@@ -229,10 +235,30 @@ class StepModel:
         return asked
 
     # -- helpers
-    def gemm(self, m, n, k, batch=1, peak=None, ceiling=None, elem_bytes=None) -> float:
+    def gemm(self, m, n, k, batch=1, peak=None, ceiling=None, elem_bytes=None, precision=None,
+             layout="nt") -> float:
+        if self.rates is not None:
+            # The attention products (``peak`` given) and an FP8 run's LM head run in 16 bits;
+            # FP8 GEMMs are all nt (the step transposes its FP8 copies to fit _scaled_mm).
+            wide = self.layout.precision in ("fp32", "tf32")
+            p = precision or (self.layout.precision if peak is None or wide else "bf16")
+            return self.rates.gemm_s(p, max(1.0, m), n, k, batch,
+                                     "nt" if p.startswith("fp8") else layout) / self.eta
         return gemm_time(int(max(1, round(m))), int(n), int(k), int(batch), peak or self.rate_peak,
                          ceiling or self.ceiling, self.mem_bw, elem_bytes or self.elem_bytes, self.sms,
                          self.profile.gemm_anchor(self.layout.precision, m, n, k, self.sms, peak or self.rate_peak))
+
+    def mem_s(self, nbytes: float, working_set: float) -> float:
+        """Seconds to move ``nbytes`` of memory-bound traffic over tensors of ``working_set`` bytes
+        (which cache level serves them, where the rates measured that)."""
+        if self.rates is not None:
+            return nbytes / self.rates.bandwidth(working_set)
+        return nbytes / self.mem_bw
+
+    def collective(self, op: str, nbytes: float, group: Group) -> float:
+        if self.rates is not None and group.n > 1:
+            return self.rates.collective_s(op, nbytes, group.n)
+        return collective_time(op, nbytes, group)
 
     @property
     def tokens_per_micro_batch(self) -> float:
@@ -254,7 +280,8 @@ class StepModel:
 
     def _linear(self, rows, n, k) -> tuple[float, float, float]:
         """Forward Y = X·Wᵀ; backward dX = dY·W (inner n) and dW = dYᵀ·X (inner = rows)."""
-        return (self.gemm(rows, n, k), self.gemm(rows, k, n), self.gemm(n, k, rows))
+        return (self.gemm(rows, n, k), self.gemm(rows, k, n, layout="nn"),
+                self.gemm(n, k, rows, layout="tn"))
 
     def gemms(self, moe: bool) -> dict[str, float]:
         """GEMM seconds of one layer: forward, input-gradient and weight-gradient passes."""
@@ -313,13 +340,20 @@ class StepModel:
             c16 = self.profile.ceiling("bf16")
             fwd = (self.gemm(rows, s, qk, b * heads, peak=self.bf16_peak, ceiling=c16, elem_bytes=2)
                    + self.gemm(rows, v, s, b * heads, peak=self.bf16_peak, ceiling=c16, elem_bytes=2))
-            softmax = b * heads * rows * s * (2 * self.act_bytes + 2 * self.act_bytes + 1) / self.mem_bw
+            scores = b * heads * rows * s
+            softmax = self.mem_s(scores * (2 * self.act_bytes + 2 * self.act_bytes + 1), scores * self.act_bytes)
             return {"fwd": fwd + softmax, "bwd": 2 * fwd + 2 * softmax, "core_fwd": fwd + softmax,
                     "kernels": 4, "score_bytes": b * heads * rows * s}
         flops = 2.0 * b * heads * (s / L.cp) * keys * (qk + v)
         measured = None
         if self.profile.measured("attention_fwd_efficiency"):
             measured = (self.profile.attention_fwd_efficiency, self.profile.attention_bwd_efficiency)
+        if self.rates is not None:
+            args = (b, heads, s / L.cp, m.attn_qk_dim, "bf16" if L.precision == "fp8" else L.precision, keys)
+            fwd = self.rates.attention_s("fwd", flops, *args) / self.eta
+            bwd = self.rates.attention_s("bwd", 2.5 * flops, *args) / self.eta
+            return {"fwd": fwd, "bwd": bwd, "core_fwd": fwd, "kernels": 2 + (1 if L.cp > 1 else 0),
+                    "score_bytes": 0.0}
         eff_f, eff_b = attention_efficiency(self.attention_family, self.cluster.gpu.arch, keys,
                                             m.attn_qk_dim, measured)
         fwd = flops / (self.bf16_peak * eff_f)
@@ -343,7 +377,7 @@ class StepModel:
             elems += 2 * 2 * m.top_k * m.hidden / L.tp + 3 * m.experts
         if L.precision == "fp8":
             elems += self.fp8_cast_elems(q, kv, f) / 3     # the caller triples elementwise time
-        return t * elems * self.act_bytes / self.mem_bw
+        return self.mem_s(t * elems * self.act_bytes, t * m.hidden * self.act_bytes)
 
     def fp8_cast_elems(self, q: float, kv: float, f: float) -> float:
         """16-bit element units moved per token by one layer's fp8 casts, forward and backward.
@@ -369,10 +403,10 @@ class StepModel:
             return 0.0, 0.0
         payload = self.tokens_per_micro_batch * m.hidden * self.act_bytes
         if L.sequence_parallel:
-            t = 2 * (collective_time("all_gather", payload, self.tp_group)
-                     + collective_time("reduce_scatter", payload, self.tp_group))
+            t = 2 * (self.collective("all_gather", payload, self.tp_group)
+                     + self.collective("reduce_scatter", payload, self.tp_group))
         else:
-            t = 2 * collective_time("all_reduce", payload, self.tp_group)
+            t = 2 * self.collective("all_reduce", payload, self.tp_group)
         hidden = min(self.stack.tp_overlap * t, gemm_fwd)
         return t - hidden, hidden
 
@@ -426,6 +460,14 @@ class StepModel:
         if self.stack.selective == "op_sac":
             # torchtitan's op-level policy keeps attention and every other matmul's output.
             return 0.5 * g["fwd"] + elem_fwd
+        if self.stack.selective == "attention_block":
+            # gpubench's "attention" checkpointing: the attention sub-block again (norm, QKV and
+            # output projections, rotary, attention), about half the element-wise work.
+            m, t = self.model, self.tokens_per_micro_batch
+            proj = sum(self.gemm(t, n // self.layout.tp if par == "col" else n,
+                                 k // self.layout.tp if par == "row" else k)
+                       for _, n, k, par in m.attention_gemms())
+            return proj + attn["fwd"] + 0.5 * elem_fwd
         if self.attention_family == "unfused":
             return attn["core_fwd"]           # Korthikanti et al.: the s² core attention
         # With a fused attention kernel there is no s² tensor to save: Megatron-Core's selective
@@ -443,6 +485,11 @@ class StepModel:
         kernels = g["kernels"] + attn["kernels"] + (8 if self.stack.fused_elementwise else 24) \
             + (8 if moe else 0)
         gap = max(KERNEL_GAP_FLOOR_S, self.profile.kernel_gap_s)
+        if self.rates is not None:
+            # A CPU runs each op itself: its cost is all in ``host_ops``. A GPU's own step keeps
+            # only the floor between kernels the host has queued (the profile's gap is a
+            # frontier-stack assumption; the self-check holds this one to the measured step).
+            gap = KERNEL_GAP_FLOOR_S if self.rates.host_overlap else 0.0
         gaps = 3 * kernels * gap
         # Hidden communication still takes multiprocessors from the compute it hides behind.
         tax_fwd = self.comm_tax * tp_hidden
@@ -471,11 +518,15 @@ class StepModel:
         m, L = self.model, self.layout
         t = self.tokens_per_micro_batch
         n = m.vocab // L.tp
-        gemms = self.gemm(t, n, m.hidden) + self.gemm(t, m.hidden, n) + self.gemm(n, m.hidden, t)
+        # gpubench's FP8 runs keep the LM head in bf16 (Megatron-style stacks are modelled as fp8).
+        hp = "bf16" if self.rates is not None and L.precision == "fp8" else None
+        gemms = (self.gemm(t, n, m.hidden, precision=hp) + self.gemm(t, m.hidden, n, precision=hp, layout="nn")
+                 + self.gemm(n, m.hidden, t, precision=hp, layout="tn"))
         # Logits in fp32 through softmax and its gradient: a fused vocab-parallel cross-entropy
         # reads and writes them about 3 times; an eager one (upcast, log-softmax, NLL and back) ~7.
         passes = 3 if self.stack.fused_elementwise else 7
-        softmax = passes * t * (m.vocab / L.tp) * 4 / self.mem_bw
+        logits = t * (m.vocab / L.tp) * 4
+        softmax = self.mem_s(passes * logits, logits)
         return gemms + softmax
 
     def stage_layers(self, first: bool = False) -> tuple[int, int]:
@@ -515,8 +566,8 @@ class StepModel:
         overlap = self.profile.dp_overlap
         if L.zero == 3 and L.pp == 1:
             gathers = 2 + (1 if (L.recompute == "full" and st.zero3_regather_on_recompute) else 0)
-            per_mb = (gathers * collective_time("all_gather", params * param_b, g)
-                      + collective_time("reduce_scatter", params * grad_b, g))
+            per_mb = (gathers * self.collective("all_gather", params * param_b, g)
+                      + self.collective("reduce_scatter", params * grad_b, g))
             # The first layer's gather starts each micro-batch with nothing to hide behind.
             first = per_mb / max(1, layers) / max(1, gathers + 1)
             hideable = overlap * per_mb_compute
@@ -525,18 +576,18 @@ class StepModel:
                        hidden=micro_batches * (per_mb - exposed_mb))
             return out
         if L.zero == 2:
-            rs = collective_time("reduce_scatter", params * grad_b, g)
-            ag = collective_time("all_gather", params * self.act_bytes, g)
+            rs = self.collective("reduce_scatter", params * grad_b, g)
+            ag = self.collective("all_gather", params * self.act_bytes, g)
             rs_exposed = max(0.0, rs - overlap * per_mb_bwd)
             ag_exposed = max(0.0, ag - (overlap * per_mb_fwd if st.overlap_param_gather else 0.0))
             out.update(traffic=micro_batches * rs + ag, exposed=micro_batches * rs_exposed + ag_exposed)
             out["hidden"] = out["traffic"] - out["exposed"]
             return out
         if L.zero in (1, 3):
-            red = collective_time("reduce_scatter", params * grad_b, g)
-            ag = collective_time("all_gather", params * self.act_bytes, g)
+            red = self.collective("reduce_scatter", params * grad_b, g)
+            ag = self.collective("all_gather", params * self.act_bytes, g)
         else:
-            red = collective_time("all_reduce", params * grad_b, g)
+            red = self.collective("all_reduce", params * grad_b, g)
             ag = 0.0
         # Buckets go out as the last micro-batch's backward produces them; the last bucket
         # (about one layer's gradients) always waits.
@@ -565,19 +616,22 @@ class StepModel:
         mb_time = busy + per_layer["gaps"] + pp_comm
         # Every stage holds the same layers; the last also the head, so it sets the pace.
         slot = mb_time + head
-        # Host launch bound: a stage cannot run faster than the host issues its kernels.
-        launches = per_layer["kernels"] * self.stack.cpu_op_s
-        launch_extra = max(0.0, launches - slot)
+        # Host launch bound: a stage cannot run faster than the host issues its operations. Where
+        # the host does the arithmetic too (a CPU), it issues them and then runs them.
+        host = self.host_ops(n_dense + n_moe, per_layer["kernels"])
+        launches = host["micro_batch"] * host["op_s"]
+        if self.rates is not None and not self.rates.host_overlap:
+            launch_extra = launches
+        else:
+            launch_extra = max(0.0, launches - slot)
         slot += launch_extra
         bubble = (L.pp - 1) / L.vpp * slot
         pipeline = micro_batches * slot + bubble
 
         dp = self.data_parallel(per_layer["bwd"] + per_layer["recompute"], per_layer["fwd"],
                                 per_layer["compute"], micro_batches, n_dense + n_moe)
-        # Adam: read/write fp32 master weights, moments and gradients (about 30 bytes a parameter),
-        # plus the gradient-norm pass; sharded by ZeRO ≥ 1 over the data-parallel group.
         opt_params = self.params_per_gpu() / (self.dp_group.n if L.zero >= 1 else 1)
-        optimizer = opt_params * 34 / self.mem_bw
+        optimizer = self.optimizer_time(opt_params, host)
 
         dp_tax = self.comm_tax * dp["hidden"]
         step = pipeline + dp["exposed"] + dp_tax + optimizer
@@ -616,15 +670,57 @@ class StepModel:
             "tokens_per_s": tokens_per_s,
             "model_tflops_per_gpu": model_tflops,
             "hardware_tflops_per_gpu": hw_tflops,
-            "mfu": model_tflops * 1e12 / self.peak,
-            "hfu": hw_tflops * 1e12 / self.peak,
-            "peak_tflops": self.peak / 1e12,
+            "mfu": model_tflops * 1e12 / self.peak if math.isfinite(self.peak) else None,
+            "hfu": hw_tflops * 1e12 / self.peak if math.isfinite(self.peak) else None,
+            "peak_tflops": self.peak / 1e12 if math.isfinite(self.peak) else None,
             "micro_batches": micro_batches,
             "breakdown": breakdown,
             "overlaps": overlaps,
             "stack": self.stack.name,
             "attention_kernel": self.attention_family,
         }
+
+    def optimizer_time(self, params: float, host: dict) -> float:
+        """AdamW over ``params`` (sharded by ZeRO ≥ 1 over the data-parallel group): memory passes
+        over the float32 state plus the host operations it issues.
+
+        A fused AdamW (apex, Transformer Engine, torch's ``fused=True``) reads the master weight,
+        the gradient and both moments and writes three of them back in one pass: about 30 bytes a
+        parameter, 34 with the gradient-norm pass. PyTorch's foreach AdamW, which gpubench's own
+        step runs on a CPU and under FSDP2, makes a pass per operation (lerp, mul, addcmul, sqrt,
+        div, add, addcdiv and the weight decay's mul): 12 float32 reads and 8 writes, 80 bytes.
+        The state it streams is four float32 arrays the size of the parameters."""
+        bytes_per_param = 80.0 if self._foreach_optimizer() else 34.0
+        return self.mem_s(params * bytes_per_param, params * 16) + host["step"] * host["op_s"]
+
+    def _foreach_optimizer(self) -> bool:
+        if self.stack.family != "eager":
+            return False
+        on_gpu = self.rates.host_overlap if self.rates is not None else True
+        return not on_gpu or self.layout.zero == 3
+
+    def host_ops(self, layers: int, kernels: float) -> dict:
+        """Host operations a micro-batch and the optimizer step issue, and what one costs.
+
+        Stacks whose code is counted (``Stack.host_ops``) give their counts per layer, micro-batch
+        and parameter tensor; the others issue each kernel of a layer's forward, backward and
+        recomputation (``kernels``: 3 × each layer's, summed). One operation costs the rates' measured
+        op-overhead (autograd) where measured, else the stack's stated ``cpu_op_s``."""
+        L, st = self.layout, self.stack
+        op_s = st.cpu_op_s
+        if self.rates is not None and self.rates.op_s:
+            op_s = self.rates.op_s
+        elif self.rates is not None:
+            self.rates.note(f"op overhead not measured (op-overhead): {st.cpu_op_s * 1e6:g} µs an "
+                            f"operation assumed ({st.name} stack)")
+        if st.host_ops is None:
+            return {"micro_batch": kernels, "step": 0.0, "op_s": op_s}
+        counts = st.host_ops.get(L.precision) or st.host_ops["fp32"]
+        fwd, bwd = counts["layer"][L.recompute]
+        mb = layers * (fwd + bwd) + counts["micro_batch"]
+        # The fused CUDA AdamW is one kernel for every tensor; foreach (CPU, FSDP) loops over them.
+        tensors = self.model.layers * 6 + 3 if self._foreach_optimizer() else 0
+        return {"micro_batch": mb, "step": counts["step"] + counts["per_param"] * tensors, "op_s": op_s}
 
     def params_per_gpu(self) -> float:
         """Parameters one GPU holds before ZeRO sharding (the busiest pipeline stage)."""

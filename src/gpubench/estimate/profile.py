@@ -51,6 +51,22 @@ class Profile:
     # Measured GEMMs by shape: (precision, m, n, k, fraction of the dense peak). The model's
     # shape terms are anchored to the nearest measured shape (``gemm_anchor``).
     gemm_shapes: tuple[tuple, ...] = ()
+    # What was measured, in absolute units, on the device itself (``rates.MeasuredRates``):
+    # the self-check predicts that device's own steps from it.
+    rates: dict | None = None
+    # The self-check's verdict on this device (``selfcheck.summarize``): how far the model
+    # missed the device's own measured steps; estimates made with this profile widen by it.
+    self_check: dict | None = None
+
+    @property
+    def rates_only(self) -> bool:
+        """Measured on a device without datasheet figures: no fractions of a peak to carry."""
+        return not self.gemm_ceiling
+
+    def measured_rates(self):
+        from gpubench.estimate.rates import MeasuredRates
+
+        return MeasuredRates.from_dict(self.rates) if self.rates else None
 
     def ceiling(self, precision: str) -> float:
         key = "fp8" if precision.startswith("fp8") else precision
@@ -58,7 +74,7 @@ class Profile:
             return self.gemm_ceiling[key]
         if key in ("fp16", "bf16") and ({"fp16", "bf16"} & self.gemm_ceiling.keys()):
             return self.gemm_ceiling.get("bf16", self.gemm_ceiling.get("fp16"))
-        return min(self.gemm_ceiling.values())
+        return min(self.gemm_ceiling.values()) if self.gemm_ceiling else float("nan")
 
     def measured(self, field: str) -> bool:
         """Whether a calibration measured this field (rather than taking a published default)."""
@@ -115,6 +131,12 @@ class Profile:
 
     def carried_to(self, gpu_key: str) -> "Profile":
         """The same fractions applied to another GPU: flagged, never silent."""
+        if self.rates_only:
+            dev = (self.rates or {}).get("device") or {}
+            raise GpubenchError(f"calibration profile {self.name} was measured on "
+                                f"{dev.get('name') or 'a device'} ({dev.get('type') or 'no datasheet'}), "
+                                f"which has no datasheet peak: it holds measured rates only, which "
+                                f"predict that device's own steps (gpubench selfcheck), not a {gpu_key}")
         if gpu_key == self.gpu_key:
             return self
         return replace(self, carried_from=self.carried_from or self.gpu_key, gpu_key=gpu_key)

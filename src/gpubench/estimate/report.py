@@ -155,3 +155,59 @@ def render_backtest(preds, skipped, summ: dict, baseline_mfu, show_rows: bool) -
         lines.append(f"{len(skipped)} row(s) not predicted (`--json` lists why): "
                      + ", ".join(r.id for r in skipped[:6]) + (" …" if len(skipped) > 6 else ""))
     return "\n".join(lines)
+
+
+def _ms(x) -> str:
+    return "—" if x is None else f"{x * 1e3:.3g} ms"
+
+
+def _label(record) -> str:
+    from gpubench.registry import get_benchmark
+
+    try:
+        return get_benchmark(record.benchmark).label(record.params)
+    except Exception:       # a record of an older schema: its case id says it all
+        return record.case_id
+
+
+def render_selfcheck(result: dict) -> str:
+    """Predicted against measured step time per case, where the time goes, and the verdict."""
+    from gpubench.estimate.selfcheck import TERMS
+
+    dev = result["device"]
+    rows, skipped = [], []
+    for c in result["cases"]:
+        if c.predicted_s is None:
+            skipped.append(f"  {_label(c.record)}: {c.why}")
+            continue
+        b = c.breakdown
+        total = sum(b[k] for k, _ in TERMS) or 1.0
+        top = sorted(((b[k] / total, name) for k, name in TERMS if b[k] > 0), reverse=True)[:3]
+        noisy = c.cov is not None and c.cov > 0.1
+        rows.append([_label(c.record), _ms(c.measured_s) + (" ±" if noisy else ""), _ms(c.predicted_s),
+                     f"{c.error:+.0%}", "—" if c.in_step_rate is None else f"{c.in_step_rate:.2f}",
+                     ", ".join(f"{name} {share:.0%}" for share, name in top)])
+    s = result["summary"]
+    lines = [f"self-check on {dev.get('name')} ({dev.get('type')}): the performance model predicts this "
+             f"machine's own training steps from its own microbenchmarks",
+             tabulate(rows, headers=["step", "measured", "predicted", "error", "in-step rate",
+                                     "predicted time goes to"], disable_numparse=True)]
+    if any(r[1].endswith("±") for r in rows):
+        lines.append("± the measured step's CoV is above 10%: the error is partly the measurement's")
+    if skipped:
+        lines.append(f"not predicted ({len(skipped)}):")
+        lines.extend(skipped)
+    lines.append("in-step rate: the share of their isolated speed GEMMs and attention must have reached "
+                 "inside the step for the prediction to be exact (the rest held)")
+    eta = s["median_in_step_rate"]
+    lines.append(f"median |error| {s['median_abs_error']:.0%} over {s['cases']} step(s), worst "
+                 f"{s['max_abs_error']:.0%}; kernels ran at {eta:.2f}× their isolated speed inside the "
+                 f"steps (median in-step rate)" if eta else
+                 f"median |error| {s['median_abs_error']:.0%} over {s['cases']} step(s), worst "
+                 f"{s['max_abs_error']:.0%}")
+    if s.get("median_step_cov") is not None:
+        lines.append(f"the measured steps' own spread: median CoV {s['median_step_cov']:.0%} (an error "
+                     f"within it is noise as much as model)")
+    for a in result["rates"].assumptions:
+        lines.append(f"assumed: {a}")
+    return "\n".join(lines)

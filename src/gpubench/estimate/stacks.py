@@ -63,9 +63,16 @@ class Stack:
     overlap_param_gather: bool        # ZeRO-1/2 parameter all-gather hidden behind the next forward
     sources: tuple[str, ...]
     family: str = ""                  # which fitted compute efficiency it shares (EFFICIENCY)
+    # Host operations (dispatched ATen ops, views included) one layer issues, counted on the
+    # stack's own code, when they are known: {"fwd": …, "bwd": …, "recompute": {mode: …},
+    # "step": ops once a step, "per_param": optimizer ops per parameter tensor}, per precision
+    # family ("fp32", "amp", "fp8"). None: 3 × the layer's kernels, as for fused stacks.
+    host_ops: dict | None = None
 
     def efficiency(self, arch: str) -> float:
         """Compute-bound kernels' rate inside a training step ÷ their isolated rate (fitted)."""
+        if self.family == "eager":
+            return 1.0      # not fitted: the self-check measures it on the machine at hand
         for family in (self.family, "megatron", "nemo"):   # DeepSpeed runs Megatron's kernels
             if arch in EFFICIENCY.get(family, {}):
                 return EFFICIENCY[family][arch][0]
@@ -132,10 +139,42 @@ STACKS: dict[str, Stack] = {s.name: s for s in [
                  "Zhao et al. 2023 (PyTorch FSDP): backward prefetch of the next unit's all-gather")),
 ]}
 
+# gpubench's own transformer-step (``gpubench.gpt``): one device, eager PyTorch. Host operations
+# (every dispatched ATen op, views included) counted with a TorchDispatchMode on the tiny, mini and
+# small models under torch 2.13 on a CPU: the counts are exactly linear in the layers and the
+# parameter tensors, and tests/test_selfcheck.py recounts them on the code. Per precision family:
+# a layer's forward and backward under each recomputation mode; per micro-batch, the embedding,
+# head and loss; per step, the optimizer's fixed ops (foreach AdamW; loss scaling adds some)
+# and its ops per parameter tensor.
+_LAYER_OPS = {
+    "fp32": {"none": (67, 111), "full": (64, 223), "selective": (65, 180)},
+    "amp": {"none": (77, 119), "full": (74, 241), "selective": (75, 195)},
+    "fp8": {"none": (131, 165), "full": (128, 326), "selective": (129, 261)},
+}
+EAGER_HOST_OPS = {
+    "fp32": {"layer": _LAYER_OPS["fp32"], "micro_batch": 18 + 34, "step": 14, "per_param": 2},
+    "bf16": {"layer": _LAYER_OPS["amp"], "micro_batch": 21 + 37, "step": 14, "per_param": 2},
+    "fp16": {"layer": _LAYER_OPS["amp"], "micro_batch": 21 + 39, "step": 23, "per_param": 2},
+    "fp8": {"layer": _LAYER_OPS["fp8"], "micro_batch": 21 + 37, "step": 14, "per_param": 2},
+}
+EAGER_HOST_OPS["tf32"] = EAGER_HOST_OPS["fp32"]
+
+STACKS["eager"] = Stack(
+    name="eager", family="eager",
+    describes="gpubench's transformer-step on one device: eager PyTorch ops, SDPA attention, "
+              "AdamW; compute efficiency 1 (the self-check measures the rest)",
+    attention={"ampere": "flash2", "volta": "unfused", "hopper": "flash2", "blackwell": "flash2",
+               "ada": "flash2", "cdna3": "flash2", "cpu": "flash2"},
+    fused_elementwise=False, tp_overlap=0.0, grad_reduce_bytes=4,
+    zero3_regather_on_recompute=False, flat_collective_nics=None, selective="attention_block",
+    cpu_op_s=10e-6, overlap_param_gather=True, host_ops=EAGER_HOST_OPS,
+    sources=("gpubench.gpt: GPT blocks in eager PyTorch, SDPA, RMSNorm as separate ops, rotary by "
+             "chunk and cat; DDP buckets or FSDP2 per block; AdamW foreach (fused on CUDA)",))
+
 ALIASES = {"megatron-lm": "megatron", "megatron-core": "megatron", "mcore": "megatron",
            "megatron-bridge": "nemo", "nemo-megatron": "nemo", "megatron-deepspeed": "deepspeed",
            "zero": "deepspeed", "torchtitan": "fsdp", "llm-foundry": "fsdp", "fsdp2": "fsdp",
-           "pytorch": "fsdp", "olmo-core": "fsdp"}
+           "pytorch": "fsdp", "olmo-core": "fsdp", "gpubench": "eager"}
 
 
 def get_stack(name: str | None, *, zero: int = 0, compile: bool = False,
@@ -153,8 +192,9 @@ def get_stack(name: str | None, *, zero: int = 0, compile: bool = False,
         stack = replace(stack, tp_overlap=TP_OVERLAP if tp_comm_overlap else 0.0)
     if compile and not stack.fused_elementwise:
         # torch.compile fuses the eager element-wise chains and trims launches.
+        # Counted eager operations no longer describe the compiled graphs.
         stack = replace(stack, name=f"{stack.name}+compile", fused_elementwise=True,
-                        cpu_op_s=stack.cpu_op_s / 2)
+                        cpu_op_s=stack.cpu_op_s / 2, host_ops=None)
     return stack
 
 

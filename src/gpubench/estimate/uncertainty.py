@@ -11,6 +11,12 @@ back-test gives a wide range, a dense one a narrow range, and a biased family an
 
 GPU-hours and cost use the whole-run family (published GPU-hours of whole runs, which also
 carry the goodput model's error) when it has enough rows, else the step family.
+
+With a calibration profile that carries a self-check (``selfcheck.py``: the model's error on
+the measured machine's own steps), that error is a second, independent source of doubt: the
+half-width in log space becomes √(h² + (t·r)²), r the self-check's rms log error over its n
+steps and t the Student quantile at n − 1. A profile that missed its own steps by 20% cannot
+promise 5% at scale.
 """
 
 from __future__ import annotations
@@ -52,16 +58,32 @@ def interval(residuals: dict[str, list[float]], family: str) -> tuple[float, flo
                        f"{basis}: mean {mean:+.3f}, sd {sd:.3f}")
 
 
+def widen(lo: float, hi: float, self_check: dict | None) -> tuple[float, float, str]:
+    """(low, high) with the machine's self-check error added in quadrature, and why."""
+    if not self_check or not self_check.get("cases") or self_check.get("rms_log_error") is None:
+        return lo, hi, ""
+    n, r = int(self_check["cases"]), float(self_check["rms_log_error"])
+    centre, half = (math.log(lo) + math.log(hi)) / 2, (math.log(hi) - math.log(lo)) / 2
+    extra = t90(max(1, n - 1)) * r
+    half = math.sqrt(half ** 2 + extra ** 2)
+    return (math.exp(centre - half), math.exp(centre + half),
+            f"; widened by the profile's self-check (rms log error {r:.3f} over {n} step(s) of the "
+            f"measured machine)")
+
+
 def uncertainty(step_time_s: float, gpu_hours: float, cost_usd: float | None, family: str,
-                residuals: dict[str, list[float]], kind: str = "in-sample") -> dict:
+                residuals: dict[str, list[float]], kind: str = "in-sample",
+                self_check: dict | None = None) -> dict:
     lo, hi, basis = interval(residuals, family)
     whole = "whole-run" if len(residuals.get("whole-run", [])) >= MIN_ROWS else family
     wlo, whi, wbasis = interval(residuals, whole)
+    lo, hi, why = widen(lo, hi, self_check)
+    wlo, whi, _ = widen(wlo, whi, self_check)
     return {
         "level": LEVEL,
         "family": family,
         "step_time_s": [step_time_s * lo, step_time_s * hi],
         "gpu_hours": [gpu_hours * wlo, gpu_hours * whi],
         "cost_usd_cloud": [cost_usd * wlo, cost_usd * whi] if cost_usd is not None else None,
-        "basis": f"{kind} back-test residuals; step time: {basis}; GPU-hours and cost: {wbasis}",
+        "basis": f"{kind} back-test residuals; step time: {basis}; GPU-hours and cost: {wbasis}{why}",
     }

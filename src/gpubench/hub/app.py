@@ -388,7 +388,7 @@ def _pages_router() -> APIRouter:
         chart, chart_metric = _run_chart(records)
         return _render(request, "run.html", run=found, env=_env_summary(env, doc), records=records,
                        chart=chart, chart_metric=chart_metric, fmt=charts.fmt,
-                       api_href=f"{hub.root}{API}/runs/{rid}")
+                       api_href=f"{hub.root}{API}/runs/{rid}", selfcheck=_selfcheck(doc))
 
     @r.get("/leaderboard", response_class=HTMLResponse)
     def leaderboard_page(request: Request, _: Reader,
@@ -468,6 +468,36 @@ def _env_summary(env: dict, doc: dict) -> list[tuple[str, Any]]:
         ("finished", doc.get("finished_at") if isinstance(doc.get("finished_at"), str) else None),
     ]
     return [(k, v) for k, v in rows if v not in (None, "")]
+
+
+def _selfcheck(doc: dict) -> dict | None:
+    """The run's training steps predicted from its own kernels (``gpubench selfcheck``), for the
+    run page; None where the run has no step to predict or lacks what predicting one takes."""
+    from pathlib import Path
+
+    from gpubench.errors import GpubenchError
+    from gpubench.estimate.selfcheck import TERMS, check_runs
+    from gpubench.results import Run
+
+    try:
+        result = check_runs([(Path("upload"), Run.from_dict(doc))])
+    except GpubenchError:
+        return None
+    except Exception:       # an upload the check cannot read must never break its page
+        return None
+    rows = []
+    for c in result["cases"]:
+        from gpubench.compare import label
+
+        row = {"label": label(c.record.benchmark, c.record.params, c.record.case_id),
+               "measured_s": c.measured_s, "predicted_s": c.predicted_s, "error": c.error,
+               "why": c.why, "terms": []}
+        if c.breakdown:
+            total = sum(c.breakdown[k] for k, _ in TERMS) or 1.0
+            row["terms"] = sorted(((c.breakdown[k] / total, name) for k, name in TERMS
+                                   if c.breakdown[k] > 0), reverse=True)[:3]
+        rows.append(row)
+    return {"summary": result["summary"], "cases": rows}
 
 
 def _run_chart(records: list[dict]):
