@@ -123,8 +123,11 @@ def suite_name(config) -> str:
 
 
 def suite_cases(config, benchmark: str) -> list[Case]:
+    from gpubench.suites import STEP_KERNELS
+
+    # A suite's step kernels are the self-check's inputs, not benchmarks of their own.
     items = get_suite(suite_name(config)).items(device_for(config))
-    return [c for c in items if isinstance(c, Case) and c.benchmark == benchmark]
+    return [c for c in items if isinstance(c, Case) and c.benchmark == benchmark and c.id not in STEP_KERNELS]
 
 
 def pytest_generate_tests(metafunc):

@@ -16,6 +16,7 @@ def fake_cuda(monkeypatch, name, memory_gib, cc, count=1):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
 
 
 def test_cpu_device(cpu):
@@ -96,3 +97,14 @@ def test_kernels_subpackage_installed():
 
     assert gpubench.kernels.__name__ == "gpubench.kernels"
     assert match_gpu("cpu") is None
+
+
+def test_cuda_n_becomes_the_current_device(monkeypatch):
+    """--device cuda:1 must make GPU 1 current: CUDA events, the default stream and Triton's launches
+    follow the current device, not the tensors' device."""
+    fake_cuda(monkeypatch, "NVIDIA H100 80GB HBM3", 79.1, (9, 0), count=2)
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    assert resolve_device("cuda:1").index == 1 and chosen == [1]
+    resolve_device("cuda")
+    assert chosen == [1, 0]

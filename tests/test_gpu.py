@@ -67,9 +67,15 @@ def test_telemetry_recorded_when_nvml_works(gpu):
     assert rec.status == "ok", rec.error
     tel = rec.telemetry
     assert tel is not None and tel["samples"] >= 2
-    assert tel["power_w_mean"] > 0 and tel["sm_clock_mhz_median"] > 0
+    # A sandboxed or virtualised driver may report no power, energy or clocks at all: each field
+    # is a positive number or None, never a zero or a guess, and energy per TFLOP follows power.
+    for key in ("power_w_mean", "sm_clock_mhz_median"):
+        assert tel[key] is None or tel[key] > 0, (key, tel[key])
     assert tel["energy_j"] is None or tel["energy_j"] >= 0
-    assert rec.metrics["energy_per_tflop_j"] > 0
+    if tel["power_w_mean"] is None:
+        assert rec.metrics["energy_per_tflop_j"] is None
+    else:
+        assert rec.metrics["energy_per_tflop_j"] > 0
 
 
 def test_env_on_gpu(gpu):

@@ -120,3 +120,26 @@ def test_membw_copy(cpu):
     assert m["gbps"] == pytest.approx(2 * (1 << 20) / 1e-4 / 1e9)
     with pytest.raises(GpubenchError, match="too small"):
         bw.normalize({"size_bytes": 10})
+
+
+def test_membw_buffers_a_cache_can_hold_are_no_share_of_dram_bandwidth():
+    """An H200's 60 MB L2 serves a 64 MiB copy in part: that rate is not a share of its HBM's."""
+    from dataclasses import replace
+
+    from gpubench.device import DeviceInfo
+    from gpubench.hardware import get_gpu
+    from gpubench.registry import Workload
+
+    h200 = DeviceInfo(type="cuda", index=0, name="NVIDIA H200", total_memory_bytes=141 * 10**9,
+                      cache_bytes=60 * 2**20, capability=(9, 0), multiprocessors=132, spec=get_gpu("h200-sxm"))
+    bw = get_benchmark("membw")
+    for size, cached in ((16 << 20, True), (64 << 20, True), (120 << 20, True), (256 << 20, False),
+                         (1 << 30, False)):
+        params = bw.normalize({"size_bytes": size})
+        m = bw.metrics(params, Workload(fn=lambda: None, bytes_moved=2.0 * size), 1e-3, h200, None, {})
+        assert m["served_from"] == ("cache" if cached else "memory"), size
+        assert (m["pct_of_peak"] is None) == cached, size
+    cpu_like = replace(h200, cache_bytes=0)          # a device that reports no cache: nothing flagged
+    m = bw.metrics(bw.normalize({"size_bytes": 16 << 20}), Workload(fn=lambda: None, bytes_moved=2.0 * (16 << 20)),
+                   1e-3, cpu_like, None, {})
+    assert m["served_from"] == "memory"

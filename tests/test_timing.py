@@ -82,6 +82,24 @@ def test_flush_buffer_exceeds_cache(cpu):
     assert timer.flusher().buf.numel() >= 2 * cpu.cache_bytes
 
 
+def test_flush_buffer_is_freed_with_its_case(cpu):
+    """The flush buffer must not outlive the measurement: a later case's peak memory (a training
+    step's) would count it (120 MB on an H200)."""
+    import weakref
+
+    cfg = TimerConfig(warmup_s=0.0, min_warmup_iters=1, measure_s=0.0, min_iters=2, max_iters=2)
+    timer = Timer(cpu, cfg)
+    buf = weakref.ref(timer.flusher().buf)
+    timer.measure(lambda: None, flush_l2=True)
+    assert buf() is None
+    timer.measure(lambda: None, flush_l2=True)      # and comes back for the next case that flushes
+
+
+def test_flush_and_graph_replay_are_refused_together(cpu):
+    with pytest.raises(ValueError, match="cannot be combined"):
+        Timer(cpu).measure(lambda: None, flush_l2=True, cuda_graph=True)
+
+
 def test_high_cov_flagged(cpu, monkeypatch):
     """The flag follows the samples' coefficient of variation. A scripted host clock makes the
     samples exact, so the test checks the flag, not the machine's scheduling (real sleeps made it

@@ -277,8 +277,37 @@ def test_cli_benchmark_with_params(tmp_path, gpubench_cmd, sub_env):
 
 def test_compile_matches_eager(cpu):
     """torch.compile, once (about 20 s on two cores): checked against float64 in eager and
-    against the eager loss on a real batch, then timed."""
+    against the eager loss on a real batch, then timed. The blocks compile once: the check runs the
+    compiled forward with gradients on, as the step does (under no_grad it compiled an inference
+    graph first, then the training one again in the warm-up)."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
     rec = run(cpu, dtype="fp32", compile=True)
     assert rec.status == "ok", rec.error
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
     assert rec.check["compiled_vs_eager_loss_rel_err"] < 1e-4
     assert rec.check["grad_rel_err"] <= rec.check["tolerance"]
+
+
+def test_a_float64_reference_that_fits_nowhere_is_out_of_memory_not_110_gb_of_host(monkeypatch):
+    """transformer-fits on a 141 GB GPU once admitted a 6.7B step whose float64 check moved to the
+    host: 110 GB. The reference goes to the host only with room to spare; otherwise the step is
+    reported out of memory, so the search descends to a size it can check."""
+    from types import SimpleNamespace
+
+    import gpubench.benches.transformer as T
+    from gpubench.errors import CheckFailed
+    from gpubench.gpt.config import get_size
+
+    step = SimpleNamespace(cfg=SimpleNamespace(model=get_size("6.7b")))
+    gpu = SimpleNamespace(is_cuda=True, index=0, torch_device=torch.device("cpu"))
+    need = 16 * get_size("6.7b").params() + (1 << 30)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (20 * 10**9, 141 * 10**9))
+    monkeypatch.setattr(T.memory, "host_available_bytes", lambda: 120 * 10**9)
+    with pytest.raises(CheckFailed, match=f"out of memory for the check.*float64 reference needs {need / 1e9:.0f} GB"):
+        T._reference_device(step, gpu)
+    monkeypatch.setattr(T.memory, "host_available_bytes", lambda: 3 * need)
+    assert T._reference_device(step, gpu).type == "cpu"
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (2 * need, 141 * 10**9))
+    assert T._reference_device(step, gpu) is gpu.torch_device

@@ -183,6 +183,10 @@ def _resolve_cuda(text: str) -> DeviceInfo:
     index, count = int(index_text), torch.cuda.device_count()
     if index >= count:
         raise GpubenchError(f"--device {text}: only {count} CUDA device(s) are visible")
+    # The current device, not only the tensors' device: CUDA events, the default stream, Triton
+    # launches and cuBLAS handles follow it, so without this cuda:1's kernels would be timed
+    # on cuda:0's stream.
+    torch.cuda.set_device(index)
     props = torch.cuda.get_device_properties(index)
     spec = match_gpu(props.name, props.total_memory)
     if spec is None:

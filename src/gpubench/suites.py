@@ -35,6 +35,9 @@ def llm_gemms(model: str, tp: int, tokens: int = TOKENS) -> list[dict]:
             for name, (m, n, k) in shapes.items()]
 
 
+STEP_KERNELS: set[str] = set()     # ids of the cases step_kernels made (self-check inputs)
+
+
 def step_kernels(model: str, micro_batch: int, dtypes, attention_dtypes=(), gpu: bool = False) -> list[Case]:
     """What one training step of a suite's GPT runs, timed alone: every GEMM of a layer and of
     the LM head in its forward (tokens × out × in, nt), input-gradient (tokens × in × out, nn)
@@ -74,6 +77,7 @@ def step_kernels(model: str, micro_batch: int, dtypes, attention_dtypes=(), gpu:
         out += sweep("attention", {"dtype": dtype, "impl": impl, "causal": True, "batch": micro_batch,
                                    "heads": cfg.heads, "seq": cfg.seq_len, "head_dim": cfg.head_dim},
                      direction=["fwd", "fwd+bwd"])
+    STEP_KERNELS.update(c.id for c in out)
     return out
 
 
@@ -227,6 +231,60 @@ register_suite(Suite(
     multi_gpu=tuple(sweep(STEP, {**BIG, "dtype": "bf16"}, parallel=["none", "ddp", "fsdp"])),
     multi_cpu=tuple(sweep(STEP, {"model": "tiny", "micro_batch": 2, "dtype": "fp32"},
                           parallel=["none", "ddp", "fsdp"])),
+))
+
+# ---- the short GPU session (scripts/gpu_session.sh): a few suites sized to minutes ----
+
+# Does every path work on this device? One of each, in about a minute on a GPU: the timer,
+# events, telemetry, a matmul per precision, the attention kernels against SDPA's flash
+# backend (forward and backward, bf16), a training step, a copy and the operation cost.
+register_suite(Suite(
+    name="smoke",
+    description="one case of each path (matmul per precision, attention fwd/bwd, a training step, "
+                "a copy, op overhead): does everything run and pass its check on this device",
+    gpu=tuple(
+        sweep("matmul", {"m": 4096, "n": 4096, "k": 4096}, dtype=DENSE)
+        + sweep("matmul", {"m": 4096, "n": 4096, "k": 4096}, fp8=FP8[:1])
+        + sweep("attention", {"dtype": "bf16", "causal": True, "batch": 4, "heads": 16, "seq": 4096,
+                              "head_dim": 128}, direction=["fwd", "fwd+bwd"], impl=["triton", "sdpa-flash"])
+        + sweep(STEP, {"model": "125m", "micro_batch": 4, "dtype": "bf16"})
+        + sweep("membw", size_bytes=[1 << 30]) + OP_OVERHEAD[:1]
+    ),
+    cpu=tuple(
+        sweep("matmul", {"m": 128, "n": 128, "k": 128}, dtype=DENSE)
+        + sweep("matmul", {"m": 128, "n": 128, "k": 128}, fp8=FP8[:1])
+        + sweep("attention", {"dtype": "fp32", "causal": True, "batch": 1, "heads": 2, "seq": 64,
+                              "head_dim": 32}, direction=["fwd", "fwd+bwd"], impl=["triton", "sdpa-flash"])
+        + sweep(STEP, {"model": "tiny", "micro_batch": 2, "dtype": "fp32"})
+        + sweep("membw", size_bytes=[1 << 22]) + OP_OVERHEAD[:1]
+    ),
+))
+
+# The attention targets' cases: the sequence lengths where a flash kernel matters (4k-16k),
+# head_dim 128, bf16, the Triton kernel against SDPA's flash and cuDNN backends.
+register_suite(Suite(
+    name="attention-long",
+    description="attention fwd and fwd+bwd at seq 4k-16k, head_dim 128, bf16: the Triton kernel "
+                "against SDPA's flash and cuDNN backends (the attention targets' cases)",
+    gpu=tuple(sweep("attention", {"dtype": "bf16"}, direction=["fwd", "fwd+bwd"], causal=[False, True],
+                    shape=attention_shapes([4096, 8192, 16384], [128]),
+                    impl=["triton", "sdpa-flash", "sdpa-cudnn"])),
+    cpu=tuple(sweep("attention", {"dtype": "fp32"}, direction=["fwd", "fwd+bwd"], causal=[True],
+                    shape=[{"batch": 1, "heads": 2, "seq": 128, "head_dim": 32}],
+                    impl=["triton", "sdpa-flash"])),
+))
+
+# The 1.3B bf16 step (the MFU target) with what the self-check predicts it from.
+register_suite(Suite(
+    name="step-1.3b",
+    description="the 1.3B GPT bf16 training step (MFU) and the kernels it runs, for gpubench selfcheck "
+                "(on a CPU: the mini model)",
+    gpu=tuple(sweep(STEP, {**BIG, "dtype": "bf16"})
+              + step_kernels("1.3b", 8, ["bf16"], attention_dtypes=["bf16"], gpu=True)
+              + sweep("membw", size_bytes=[1 << 26, 1 << 30]) + OP_OVERHEAD),
+    cpu=tuple(sweep(STEP, {"model": "mini", "micro_batch": 2, "dtype": "fp32"})
+              + step_kernels("mini", 2, ["fp32"], attention_dtypes=["fp32"])
+              + sweep("membw", size_bytes=[1 << 16, 1 << 18, 1 << 20, 1 << 23]) + OP_OVERHEAD),
 ))
 
 # The largest model of the size ladder that trains in this device's memory, per mode:

@@ -413,11 +413,13 @@ def _eager(compiled: bool):
 
 def _compiled_vs_eager(step: TrainStep) -> float:
     x, y = step.next_batch()
-    with torch.no_grad():
+    # With gradients enabled, as the step runs: under no_grad the blocks would compile an
+    # inference graph here and the training graph again in the warm-up (twice the compile time).
+    with torch.enable_grad():
         with step.autocast():
-            compiled = float(step.model(x, y))      # compiles here, outside the timing
+            compiled = float(step.model(x, y).detach())     # compiles here, outside the timing
         with _eager(True), step.autocast():
-            eager = float(step.model(x, y))
+            eager = float(step.model(x, y).detach())
     err = abs(compiled - eager) / abs(eager)
     if not err <= COMPILED_VS_EAGER:
         raise CheckFailed(f"compiled step's loss {compiled:.6g} vs eager {eager:.6g}: "
@@ -437,14 +439,27 @@ def _saved_activations(step: TrainStep) -> int | None:
     return int(sum(seen.values()))
 
 
+HOST_SHARE = 0.5        # of the host's available memory the float64 reference may take
+
+
 def _reference_device(step: TrainStep, device: DeviceInfo) -> torch.device:
+    """Where the float64 copy of the check lives: the device when it has room, else the host when
+    it has room to spare; else the step cannot be checked, which is reported as out of memory
+    (a 6.7B model's copy is 110 GB: on a 128 GB host that would swap or be killed, and the
+    largest-model search must descend to a size it can check)."""
     need = 2 * 8 * step.cfg.model.params() + (1 << 30)      # float64 weights and gradients
-    if device.is_cuda:
-        free = torch.cuda.mem_get_info(device.index)[0]
-        if need < free:
-            return device.torch_device
+    if not device.is_cuda:
+        return device.torch_device
+    free = torch.cuda.mem_get_info(device.index)[0]
+    if need < free:
+        return device.torch_device
+    host = memory.host_available_bytes()
+    if host is not None and need <= HOST_SHARE * host:
         return torch.device("cpu")
-    return device.torch_device
+    raise CheckFailed(f"out of memory for the check: its float64 reference needs {need / 1e9:.0f} GB; "
+                      f"the GPU has {free / 1e9:.0f} GB free and the host "
+                      f"{'an unknown amount' if host is None else f'{host / 1e9:.0f} GB'} available "
+                      f"(at most {HOST_SHARE:.0%} of it is used)")
 
 
 __all__ = ["TransformerStep", "model_config", "step_config"]

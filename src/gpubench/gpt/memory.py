@@ -100,6 +100,19 @@ def peak_bytes(device: torch.device, baseline: int | None = None) -> tuple[int |
             "process resident high-water mark (VmHWM) less the resident set before the case")
 
 
+def host_available_bytes() -> int | None:
+    """Memory the host can give without swapping (MemAvailable), or None where it does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    match = re.search(r"(\d+)", line)
+                    return int(match.group(1)) * 1024 if match else None
+    except OSError:
+        return None
+    return None
+
+
 def _proc_status_kib(field: str) -> int | None:
     try:
         with open("/proc/self/status") as f:

@@ -34,6 +34,8 @@ UNITLESS_METRICS: frozenset[str] = frozenset({
     "loss_scale", "fp8_fallback_calls", "peak_memory_source", "price_source",
     # transformer-fits (fits.py)
     "largest_model", "largest_params", "top_of_ladder", "next_model", "tried",
+    # membw (benches/membw.py): "cache" or "memory"
+    "served_from",
 })
 
 # ---- values that cannot be negative ----
