@@ -348,3 +348,28 @@ def test_on_a_gpu_the_host_runs_ahead_of_the_device(tmp_path):
         get_size("mini").layers * kernels_per_layer * KERNEL_GAP_FLOOR_S, rel=1e-9)
     cpu = _write(tmp_path / "c.json", recs)
     assert self_check([cpu])["cases"][0].breakdown["kernel_gaps_s"] > case.breakdown["kernel_gaps_s"]
+
+
+def test_a_ddp_step_pays_its_measured_all_reduce(tmp_path):
+    """Data parallelism on measured collectives: the gradient all-reduce of a DDP step is timed from
+    the all_reduce records of the same world size; without them the case says what to run."""
+    recs = _kernel_records("mini", 2, ["fp32"], ["fp32"])
+    ddp = _step_record("mini", "fp32", 0.03, parallel="ddp")
+    ddp.work = {"world_size": 2}
+    f = _write(tmp_path / "d.json", recs + [ddp])
+    with pytest.raises(GpubenchError, match=r"no all_reduce over 2 ranks.*--nproc 2"):
+        self_check([f])
+    # float32 gradients of the weights the model's data-parallel traffic counts: every matrix a
+    # token multiplies, the LM head included (the embedding table and the norms are left out).
+    grads = 4 * get_size("mini").matmul_params()
+    coll = [Record("all_reduce", {"size_bytes": size, "world_size": 2, "dtype": "fp32"}, "ok", "cpu",
+                   timing={"median_s": size / 1e9}, metrics={"busbw_gbps": 1.0}) for size in (1 << 12, 1 << 24)]
+    g = _write(tmp_path / "g.json", recs + coll + [ddp])
+    result = self_check([g])
+    case = result["cases"][0]
+    assert case.why is None, case.why
+    # The reduction hides behind the backward up to the profile's overlap; never less than the
+    # last bucket (one layer's share), never more than the whole all-reduce.
+    whole = grads / 1e9
+    assert whole / get_size("mini").layers * 0.99 <= case.breakdown["dp_comm_exposed_s"] <= whole * 1.01
+    assert any("ranks shared this CPU" in a for a in result["rates"].assumptions)

@@ -167,6 +167,11 @@ def check_runs(runs: list[tuple[Path, Run]]) -> dict[str, Any]:
     for case in cases:
         try:
             model, layout = step_layout(case.record)
+            world = int((case.record.work or {}).get("world_size") or 1)
+            if device.get("type") == "cpu" and world > 1:
+                rates.note(f"{world} ranks shared this CPU's cores in the multi-rank steps, while kernels "
+                           f"timed by one process had them all: those steps' kernels run slower than "
+                           f"predicted")
             cluster = _cluster(spec, device, rates, layout.gpus)
             est = StepModel(model, cluster, layout, profile, rates=rates).estimate()
         except (OutOfRange, GpubenchError) as e:
