@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,11 +198,15 @@ def main(argv=None) -> int:
     ap.add_argument("--box", action="append", default=[], metavar="STAGE=SECONDS",
                     help="override a stage's time box (repeatable)")
     args = ap.parse_args(argv)
-    out = Path(os.environ.get("OUT") or ".").resolve()
+    # Never over another session's files (or anything else): a fresh directory without $OUT, and
+    # in $OUT none of the names this session writes.
+    out = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="gpubench-session-")).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    taken = [n for n in ("session", "session.log", "session.tar.gz", "summary.json") if (out / n).exists()]
+    if taken:
+        print(f"gpu_session: error: {out} already holds {', '.join(taken)}; give an empty OUT", file=sys.stderr)
+        return 2
     work = out / "session"
-    if work.exists():
-        shutil.rmtree(work)
     work.mkdir()
     py = os.environ.get("PY") or sys.executable
     env = dict(os.environ)
