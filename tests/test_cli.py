@@ -36,6 +36,7 @@ def assert_one_line_error(code, err, *needles):
     (["run", "--suite", "mamf", "--benchmark", "matmul"], ["not both"]),
     (["run", "--budget", "-3", "--device", "cpu"], ["--budget"]),
     (["run", "--no-such-flag"], ["No such option"]),
+    (["run", "--benchmark", "membw", "--size", "1.5G", "--device", "cpu"], ["--size", "not a size in bytes"]),
     (["frobnicate"], ["No such command"]),
     (["show"], ["Missing argument"]),
 ])
@@ -186,3 +187,43 @@ def test_strict_exit_code_reflects_failures(capsys, tmp_path, monkeypatch):
     code, _, _ = invoke(capsys, *args, "--strict", "--out", str(tmp_path / "b.json"))
     assert code == 1
     assert load_run(tmp_path / "b.json").records[0].error == "RuntimeError: cuBLAS said no"
+
+
+def test_sizes_take_suffixes_wherever_a_size_is_taken(capsys, tmp_path, monkeypatch):
+    """`--sizes 8:1G` took suffixes and `--size 1G` did not: every size reads K/M/G (×1024,
+    as nccl-tests does), KiB/MiB/GiB and plain bytes, through one parser."""
+    from gpubench import report
+    from gpubench.cli import run
+    from gpubench.runner import Runner
+
+    seen = []       # the cases the runner was given: nothing is measured
+    monkeypatch.setattr(Runner, "run", lambda self, items: seen.extend(items) or [])
+    monkeypatch.setattr(report, "render", lambda run_: "")
+    code, _, err = invoke(capsys, "run", "--benchmark", "membw", "--size", "4M", "--size", "8MiB",
+                          "--size", "16777216", "--device", "cpu", "--out", str(tmp_path / "a.json"))
+    assert code == 0, err
+    assert [c.params["size_bytes"] for c in seen] == [4 << 20, 8 << 20, 16 << 20]
+    code, _, err = invoke(capsys, "run", "--benchmark", "membw", "-p", "size_bytes=1G", "--device", "cpu",
+                          "--out", str(tmp_path / "b.json"))
+    assert code == 0 and seen[-1].params["size_bytes"] == 1 << 30, err
+    help_text = run.get_help(run.make_context("run", ["--size", "1"]))
+    assert "×1024, as nccl-tests" in help_text
+
+
+def test_fp8_means_fp8_e4m3():
+    """`gpubench estimate --precision fp8` and `run --dtype fp8_e4m3` name one format: run takes both."""
+    from gpubench.cli import parse_dtypes
+    from gpubench.dtypes import get_precision
+
+    assert get_precision("FP8").name == "fp8_e4m3"
+    assert parse_dtypes("fp8,bf16,fp8_e4m3") == ["fp8_e4m3", "bf16"]
+
+
+def test_run_help_shows_units_not_text(capsys):
+    """Numeric options showed as TEXT (--sizes) or a bare type: each names what it takes."""
+    code, out, _ = invoke(capsys, "run", "--help")
+    assert code == 0
+    for spec in ("--size BYTES", "--sizes MIN:MAX[:FACTOR]", "--budget SECONDS", "--dist-timeout SECONDS",
+                 "--nproc N", "--shape MxNxK", "fp8 means fp8_e4m3"):
+        assert spec in out, spec
+    assert " TEXT " not in out and "FLOAT" not in out and "INTEGER" not in out

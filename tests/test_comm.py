@@ -501,18 +501,115 @@ def invoke(capsys, *args):
     return exc.value.code, out, err
 
 
-def test_one_process_records_skipped(capsys, tmp_path, monkeypatch):
-    from gpubench.results import load_run
+RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+
+@pytest.mark.parametrize("args, needle", [
+    (["--suite", "comm"], "suite comm measures collectives between ranks: give --nproc N (N ≥ 2"),
+    (["--benchmark", "all_reduce", "--size", "4K"], "all_reduce measures a collective between ranks"),
+    (["--suite", "comm", "--nproc", "1"], "--nproc 1: suite comm measures collectives"),
+])
+def test_collectives_alone_on_a_cpu_are_refused(capsys, tmp_path, monkeypatch, args, needle):
+    """Collectives without ranks used to write six skipped records and exit 0: a run that
+    measured nothing. On a CPU the number of gloo ranks is the user's to give."""
+    for var in RANK_VARS:
         monkeypatch.delenv(var, raising=False)
-    code, out, err = invoke(capsys, "run", "--suite", "comm", "--device", "cpu", "--out", str(tmp_path / "r.json"))
+    code, out, err = invoke(capsys, "run", "--device", "cpu", "--out", str(tmp_path / "r.json"), *args)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("gpubench: error: "), err
+    assert needle in lines[0], lines[0]
+    assert not (tmp_path / "r.json").exists() and out == ""
+
+
+def _gpu_node(monkeypatch, gpus):
+    """torch and gpubench see ``gpus`` CUDA devices (an H100 each); nothing touches a GPU."""
+    from gpubench import device, runner
+    from gpubench.device import DeviceInfo
+
+    for var in RANK_VARS:
+        monkeypatch.delenv(var, raising=False)
+    h100 = DeviceInfo(type="cuda", index=0, name="NVIDIA H100 80GB HBM3", total_memory_bytes=80 << 30,
+                      cache_bytes=50 << 20)
+    monkeypatch.setattr(device, "resolve_device", lambda spec=None: h100)
+    monkeypatch.setattr(runner, "free_memory_bytes", lambda dev: 80 << 30)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+
+
+def test_collectives_on_a_gpu_node_default_to_every_gpu(capsys, tmp_path, monkeypatch):
+    """nccl-tests' users expect every visible GPU: without --nproc a collective run on a GPU
+    node starts torchrun with one rank per GPU, as if --nproc <device_count> had been given."""
+    from gpubench import launch
+
+    _gpu_node(monkeypatch, 4)
+    started = []
+    monkeypatch.setattr(launch, "launch", lambda n, args, out: started.append((n, args, out)) or 0)
+    out = tmp_path / "r.json"
+    code, _, err = invoke(capsys, "run", "--suite", "comm", "--sizes", "1M:4M", "--out", str(out))
     assert code == 0, err
-    run = load_run(tmp_path / "r.json")
-    assert run.status == "complete" and len(run.records) == len(comm.COLLECTIVES)
-    assert all(r.status == "skipped" and "at least 2 ranks" in r.reason for r in run.records)
-    assert all(r.params["world_size"] == 1 for r in run.records)
-    assert "at least 2 ranks" in out
+    (n, args, to), = started
+    assert n == 4 and to == out
+    assert args == ["run", "--suite", "comm", "--out", str(out), "--sizes", "1M:4M"]
+    assert "--nproc 4, one rank per visible GPU" in err
+    code, _, err = invoke(capsys, "run", "--benchmark", "all_reduce", "--size", "1G", "--out", str(out))
+    assert code == 0 and started[1][0] == 4, err
+    assert started[1][1][:5] == ["run", "--benchmark", "all_reduce", "--size", str(1 << 30)]
+
+
+@pytest.mark.parametrize("gpus, device, needle", [
+    (1, "auto", "1 CUDA device is visible: NCCL needs ≥2 GPUs"),
+    (4, "cuda:1", "--device cuda:1 names one GPU"),
+])
+def test_collectives_on_one_gpu_are_refused(capsys, tmp_path, monkeypatch, gpus, device, needle):
+    """With one GPU (or one named) there is no second rank to default to: say so, write nothing."""
+    _gpu_node(monkeypatch, gpus)
+    code, _, err = invoke(capsys, "run", "--suite", "comm", "--device", device, "--out", str(tmp_path / "r.json"))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and needle in lines[0], err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_ctrl_c_under_nproc_says_what_was_kept(capsys, tmp_path, monkeypatch):
+    """Ctrl-C under --nproc ends like Ctrl-C in one process: exit 130, the file says
+    'interrupted', and one line says how many records it keeps (it used to say nothing)."""
+    import subprocess
+
+    from gpubench.results import Record, ResultWriter, Run, load_run
+
+    for var in RANK_VARS:
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "r.json"
+
+    class Torchrun:
+        """Rank 0 has written two records when Ctrl-C reaches the launcher."""
+
+        def __init__(self, cmd, **kwargs):
+            writer = ResultWriter(out, Run(suite="comm", env={}))
+            for size in (4096, 8192):
+                writer.add(Record("all_reduce", {"size_bytes": size}, "ok", "cpu"))
+            self.stderr = self.lines()
+
+        def lines(self):
+            yield "[1/2] all_reduce fp32 4 KiB in-place ×2: 0.1 GB/s busbw\n"
+            raise KeyboardInterrupt
+
+        def communicate(self, timeout=None):
+            return None, "Traceback (most recent call last):\nKeyboardInterrupt\n"
+
+        def wait(self, timeout=None):
+            return 130
+
+        def kill(self):
+            pass
+
+    monkeypatch.setattr(subprocess, "Popen", Torchrun)
+    code, _, err = invoke(capsys, "run", "--suite", "comm", "--nproc", "2", "--device", "cpu",
+                          "--out", str(out))
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == f"interrupted: 2 record(s) kept in {out}"
+    assert "Traceback" not in err
+    run = load_run(out)
+    assert run.status == "interrupted" and len(run.records) == 2
 
 
 @pytest.mark.parametrize("args, env, needle", [

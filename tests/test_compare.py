@@ -197,10 +197,10 @@ def test_json_is_strict_and_shaped(runs):
     next(r for r in b.records if r.benchmark == "membw").metrics["gbps"] = float("nan")
     doc = compare_runs([a, b]).to_json()
     text = json.dumps(doc, allow_nan=False)          # raises on NaN
-    assert set(doc) == {"runs", "rows"}
+    assert set(doc) == {"runs", "rows", "geomean"}
     assert set(doc["runs"][0]) == {"name", "gpu", "host", "started_at", "suite", "run_id"}
     assert set(doc["rows"][0]) == {"case_id", "benchmark", "label", "metric", "unit", "values", "ratios",
-                                   "pct_of_peak", "statuses"}
+                                   "pct_of_peak", "statuses", "ratio_ci", "significant", "noisy"}
     assert doc["rows"][0]["values"][1] is None and doc["rows"][0]["ratios"][1] is None   # NaN → null
     assert json.loads(text) == doc
 
@@ -211,14 +211,20 @@ def test_table_text(runs):
     text = cmp.table()
     big = next(r for r in cmp.rows if r.label == "copy 64 MiB")
     line = next(l for l in text.splitlines() if l.startswith("membw") and "copy 64 MiB" in l)
-    assert f"({big.ratios[1]:.2f}×)" in line and "12.5% of peak" in line
+    assert f"({big.ratios[1]:.2f}× [" in line and "12.5% of peak" in line
     line16 = next(l for l in text.splitlines() if "copy 16 MiB" in l)
     assert line16.rstrip().endswith("missing")
     assert "NVIDIA H100 80GB HBM3" in text and "host gpu-box" in text and "host vm" in text
     assert a.run_id in text and b.run_id in text
     assert "5 case(s): 2 measured in every run, 3 missing" in text
-    geo = math.exp(sum(math.log(r.ratios[1]) for r in cmp.rows if r.ratios[1]) / 2)
-    assert f"geometric mean {geo:.2f}× over the 2 case(s)" in text
+    # The geometric mean leaves out the cases a busy CPU made noisy, and says so.
+    kept = [r.ratios[1] for r in cmp.rows if r.ratios[1] and not r.noisy[1]]
+    noisy = sum(1 for r in cmp.rows if r.ratios[1] and r.noisy[1])
+    line = next(l for l in text.splitlines() if l.startswith("run 2 ÷ run 1: geometric mean"))
+    if kept:
+        geo = math.exp(sum(math.log(x) for x in kept) / len(kept))
+        assert f"geometric mean {geo:.2f}× (" in line and f"over {len(kept)} case(s)" in line
+    assert (f"{noisy} noisy case(s) left out" in line) == bool(noisy)
 
 
 def test_dataframe_and_plot(runs, tmp_path, monkeypatch):

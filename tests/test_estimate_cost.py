@@ -30,14 +30,18 @@ def test_gpt3_rented_on_p4de():
     assert out["usd_per_gpu_hour"] == pytest.approx(5.12)
 
 
-def test_table_p4de_price_is_the_articles():
-    assert P.pricing_for("a100-sxm-80gb").cloud_usd_per_gpu_hour == pytest.approx(40.96 / 8)
-    assert P.pricing_for("a100-80gb").cloud_usd_per_gpu_hour == 5.12
+def test_articles_p4de_price_is_historical_not_the_default():
+    gpt3 = P.article_price("gpt3-175b")
+    assert gpt3.usd_per_gpu_hour == pytest.approx(40.96 / 8) == pytest.approx(5.12)
+    assert (gpt3.gpu_key, gpt3.price.offer, gpt3.as_of) == ("a100-sxm-80gb", "p4de.24xlarge", "2022-08")
+    # Today's default for the same GPU is AWS's current p4de list, not the article's 2022 one.
+    assert P.pricing_for("a100-80gb").cloud_usd_per_gpu_hour == pytest.approx(27.4471 / 8)
+    assert P.cloud_price("a100-80gb").as_of > gpt3.as_of
 
 
 def test_mt_nlg_rented_just_over_14m():
-    # 2048 A100 for 8 weeks at the p4de price.
-    price = P.pricing_for("a100-sxm-80gb").cloud_usd_per_gpu_hour
+    # 2048 A100 for 8 weeks at the article's p4de price.
+    price = P.article_price("mt-nlg-530b").usd_per_gpu_hour
     usd = cloud_cost(2048 * 8 * 7 * 24, price)["usd"]
     assert 14.0e6 < usd < 14.2e6
 
@@ -57,7 +61,8 @@ def test_m6_10t_shows_the_arithmetic_not_the_rounding():
     # The article says "over $300,000"; 512 V100 x 240 h x $2.28 is $280,166.40.
     out = cloud_cost(512 * 240, 2.28)
     assert out["usd"] == pytest.approx(280_166.40, abs=0.01)
-    assert P.pricing_for("v100").cloud_usd_per_gpu_hour == 2.28
+    m6 = P.article_price("m6-10t")
+    assert (m6.usd_per_gpu_hour, m6.gpu_key, m6.as_of) == (2.28, "v100-sxm2-32gb", "2021-10")
 
 
 # ---------------------------------------------------------------------------

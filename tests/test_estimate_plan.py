@@ -38,7 +38,8 @@ def test_no_pipeline_split_megatron_would_refuse(name, gpus, gb, bad):
 def test_estimate_warns_where_megatron_would_refuse(capsys):
     with pytest.raises(SystemExit):
         main(["estimate", "--model", "mt-nlg-530b", "--gpu", "a100-80gb", "--gpus", "2240", "--tp", "8",
-              "--pp", "10", "--vpp", "7", "--global-batch", "2240", "--tokens", "1B", "--json"])
+              "--pp", "10", "--vpp", "7", "--global-batch", "2240", "--tokens", "1B", "--json",
+              "--ignore-memory"])
     e = json.loads(capsys.readouterr().out)
     assert any("Megatron-LM would refuse" in w and "--vpp 7" in w for w in e["warnings"])
 

@@ -291,3 +291,72 @@ def test_render_of_a_real_cpu_run(cpu_run):
     assert "transformer-step\ncase" not in text and "transformer-step[" not in text, text
     assert "scaling" not in text and "largest model" not in text
     assert "tiny (164K)" in text and "mini (1.18M)" in text
+
+
+# ---- ratios with their 90% interval (noise_helpers: samples of a known median) ----
+
+INTERVAL = r"\[(-?\d+\.\d+)–(-?\d+\.\d+)\]"
+
+
+def timed(record, spread, n=101, high_cov=False, seed=0):
+    """The record with timing samples whose median is its step_s (tokens/s ∝ 1/step_s)."""
+    from noise_helpers import samples, timing
+
+    record.timing = timing(samples(record.metrics["step_s"], spread, n, seed=seed), high_cov)
+    return record
+
+
+def test_speedup_carries_interval_and_marks_what_noise_allows():
+    """Guards: a speed-up the samples cannot tell from 1 printed as a result (today a
+    bare "1.03×"): it gets its interval and ~; a real 3× gets an interval without ~."""
+    records = [timed(step("fp32", 1000.0, step_s=1.0), 0.3, n=21, seed=1),
+               timed(step("bf16", 1030.0, step_s=1 / 1.03), 0.3, n=21, seed=2),
+               timed(step("fp8_e4m3", 3000.0, step_s=1 / 3), 0.01, seed=3)]
+    fp32 = column(report.transformer_speedup_table(records), "× fp32")
+    case = "1.3b (1.44B) mb4"
+    m = re.fullmatch(rf"1\.03× {INTERVAL} ~", fp32[f"{case} | bf16"])
+    assert m and float(m[1]) < 1 < float(m[2])
+    m = re.fullmatch(rf"3\.00× {INTERVAL}", fp32[f"{case} | fp8"])
+    assert m and 1 < float(m[1]) < 3 < float(m[2])
+    assert fp32[f"{case} | fp32"] == "1.00×"            # a case against itself: no interval
+    text = report.render(run_of(records))
+    assert "~ 90% interval contains 1: not a measured difference" in text
+
+
+def test_checkpointing_time_added_carries_interval_and_noise():
+    """Guards: "time added −55.9%" from two noisy steps printed as a result: it shows an
+    interval that holds 0, ~ and ! (either side's CoV is high); a clean +30% does not."""
+    noisy = [timed(step(ckpt="none", step_s=1.0), 1.5, n=11, high_cov=True, seed=1),
+             timed(step(ckpt="every", step_s=0.441), 1.5, n=11, high_cov=True, seed=2)]
+    clean = [timed(step(ckpt=c, step_s=s, model="2.7b", n_params=2_700_000_000), 0.005, seed=i)
+             for i, (c, s) in enumerate((("none", 1.0), ("every", 1.3)))]
+    added = column(report.checkpointing_table(noisy + clean), "time added %")
+    m = re.fullmatch(rf"-55\.9 {INTERVAL} ~ !", added["1.3b (1.44B) bf16 mb4 | every"])
+    assert m and float(m[1]) < 0 < float(m[2])
+    m = re.fullmatch(rf"30\.0 {INTERVAL}", added["2.7b (2.7B) bf16 mb4 | every"])
+    assert m and 0 < float(m[1]) < 30 < float(m[2])
+    assert added["2.7b (2.7B) bf16 mb4 | none"] == "0.0"
+    text = report.render(run_of(noisy + clean))
+    assert "not a measured difference" in text and "a ratio marked ! has such a case" in text
+
+
+def test_matmul_vs_fp32_carries_interval():
+    """Guards: "fp8 at 21× fp32" from an fp32 case timed on a busy machine (6 of its 11
+    samples contended) shown as a result, in the matmul table and the best-of table."""
+    from noise_helpers import samples, timing
+
+    def mm(dtype, xs, high_cov=False):
+        flops = 2 * 256 ** 3
+        t = timing(xs, high_cov)
+        return Record("matmul", {"dtype": dtype, "m": 256, "n": 256, "k": 256}, "ok", "cuda:0", timing=t,
+                      work={"flops": flops}, check={"rel_err": 1e-3},
+                      metrics={"tflops": flops / t["median_s"] / 1e12, "pct_of_peak": None})
+
+    busy = samples(0.95e-3, 0.01, 5, seed=1) + samples(21.37e-3, 0.01, 6, seed=2)
+    records = [mm("fp32", busy, high_cov=True), mm("fp8_e4m3", samples(1e-3, 0.01, 11, seed=3))]
+    fp32 = column(report.matmul_table(records), "vs FP32")
+    m = re.fullmatch(rf"(\d+\.\d\d)× {INTERVAL} ~ !", fp32["fp8_e4m3 | 256×256×256"])
+    assert m and float(m[2]) < 1 < float(m[3]) and float(m[1]) > 15
+    table = report.best_table(records)
+    i = header_cells(table).index("vs FP32")
+    assert {row[0]: row[i] for row in cells(table)}["fp8_e4m3"] == fp32["fp8_e4m3 | 256×256×256"]

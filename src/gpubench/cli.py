@@ -56,7 +56,31 @@ def parse_dtypes(text: str | None) -> list[str] | None:
         return None
     from gpubench.dtypes import get_precision
 
-    return [get_precision(d.strip()).name for d in text.split(",") if d.strip()]
+    names = [get_precision(d.strip()).name for d in text.split(",") if d.strip()]
+    return list(dict.fromkeys(names))       # fp8,fp8_e4m3 is one precision, measured once
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: 1073741824, 64K, 1M, 1G (×1024, as nccl-tests reads them; KiB/MiB/GiB too)."""
+
+    name = "bytes"
+
+    def get_metavar(self, param, *args, **kwargs) -> str:     # click 8.2 added ctx
+        return "BYTES"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        from gpubench.benches.comm import parse_bytes
+
+        try:
+            return parse_bytes(value)
+        except GpubenchError as e:
+            self.fail(str(e), param, ctx)
+
+
+BYTES = ByteSize()
+SIZE_HELP = "bytes, or K/M/G (×1024, as nccl-tests reads them; KiB/MiB/GiB alike)"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,24 +90,29 @@ def cli():
 
 
 @cli.command()
-@click.option("--suite", help="suite to run (see `gpubench list`); default mixed-precision")
-@click.option("--benchmark", help="run one benchmark instead of a suite")
-@click.option("--dtype", help="comma-separated precisions: fp32,tf32,bf16,fp16,fp8_e4m3")
-@click.option("--shape", multiple=True, help="MxNxK for --benchmark matmul (repeatable)")
+@click.option("--suite", metavar="NAME", help="suite to run (see `gpubench list`); default mixed-precision")
+@click.option("--benchmark", metavar="NAME", help="run one benchmark instead of a suite")
+@click.option("--dtype", metavar="LIST",
+              help="comma-separated precisions: fp32,tf32,bf16,fp16,fp8_e4m3 (fp8 means fp8_e4m3)")
+@click.option("--shape", multiple=True, metavar="MxNxK", help="MxNxK for --benchmark matmul (repeatable)")
 @click.option("--scaling", type=click.Choice(["tensor", "row"]), default="tensor", show_default=True,
               help="FP8 scale granularity for --benchmark matmul")
-@click.option("--size", "size_bytes", type=int, multiple=True, help="buffer bytes for --benchmark membw or a collective")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda or cuda:N")
+@click.option("--size", "size_bytes", type=BYTES, multiple=True,
+              help=f"buffer size for --benchmark membw or a collective: {SIZE_HELP} (repeatable)")
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE", help="cpu, cuda or cuda:N")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="result file (default results/<device>-<host>-<time>.json)")
 @click.option("--force", is_flag=True, help="overwrite --out if it exists")
 @click.option("--quick", is_flag=True, help="shorter warm-up and timing (noisier)")
-@click.option("--budget", type=float, help="seconds per precision for the mamf search")
+@click.option("--budget", type=float, metavar="SECONDS", help="seconds per precision for the mamf search")
 @click.option("--strict", is_flag=True, help="exit with code 1 if any case failed")
-@click.option("--nproc", type=int, help="start N ranks on this node under torchrun (e.g. --suite comm)")
-@click.option("--dist-timeout", type=float,
+@click.option("--nproc", type=int, metavar="N",
+              help="start N ranks on this node under torchrun; collectives (--suite comm) on a GPU "
+                   "node default to one rank per visible GPU")
+@click.option("--dist-timeout", type=float, metavar="SECONDS",
               help="seconds a rank waits for the others (rendezvous, a collective); default 180")
-@click.option("--sizes", help="collective message sizes MIN:MAX[:FACTOR], like nccl-tests -b -e -f (8:1G:2)")
+@click.option("--sizes", metavar="MIN:MAX[:FACTOR]",
+              help=f"collective message sizes, like nccl-tests -b -e -f (8:1G:2); sizes in {SIZE_HELP}")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="KEY=VALUE",
               help="a parameter of --benchmark's cases, e.g. -p model=1.3b -p compile=true (repeatable)")
 @click.option("--selfcheck", "then_selfcheck", is_flag=True,
@@ -110,6 +139,14 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
     extra = parse_params(param_items)
     if extra and not benchmark:
         raise GpubenchError("-p/--param sets parameters of --benchmark's cases; a suite's cases are fixed")
+    if "size_bytes" in extra:       # -p size_bytes=1G reads like --size 1G
+        from gpubench.benches.comm import parse_bytes
+
+        extra["size_bytes"] = parse_bytes(extra["size_bytes"])
+    if sizes:
+        from gpubench.benches.comm import parse_sweep
+
+        sweep = parse_sweep(sizes)
     # Under torchrun each rank takes its local GPU; --nproc starts torchrun, so not both.
     rank = distributed.rank_info()
     if nproc is not None and rank is not None:
@@ -142,10 +179,20 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
             items = [Search(i.strategy, {**i.params, "budget_s": budget}) if isinstance(i, Search) else i
                      for i in items]
 
+    chosen = None       # said once the input has passed every check
+    if rank is None and _only_collectives(items):
+        what = f"{benchmark} measures a collective" if benchmark else f"suite {name} measures collectives"
+        if nproc is None:
+            nproc = _ranks_for_collectives(what, dev, device)
+            chosen = f"{what} between ranks: --nproc {nproc}, one rank per visible GPU"
+            if not benchmark:
+                items = get_suite(name).items(dev, dtypes, nproc)
+        elif nproc < 2:
+            raise GpubenchError(f"--nproc {nproc}: {what} between ranks, and needs at least 2")
     if sizes:
-        from gpubench.benches.comm import parse_sweep, resize
+        from gpubench.benches.comm import resize
 
-        items = resize(items, parse_sweep(sizes))
+        items = resize(items, sweep)
     world = nproc or (rank.world_size if rank else 1)
     distributed.refuse_searches(items, world)
     if world < 2:       # collectives are skipped alone: one record per op, not the sweep
@@ -159,6 +206,8 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
     if nproc is not None:
         from gpubench.launch import child_args, launch
 
+        if chosen:
+            click.echo(chosen, err=True)
         sys.exit(launch(nproc, child_args(click.get_current_context(), override={"out": out}), out))
     timer_config = TimerConfig.for_device(dev, quick=quick)
     ctx = distributed.init(rank, dev, dist_timeout) if rank else None
@@ -227,6 +276,29 @@ def _selfcheck_after(out: Path) -> None:
     click.echo("\n" + render_selfcheck(result))
 
 
+def _only_collectives(items) -> bool:
+    from gpubench.benches.comm import COLLECTIVES
+    from gpubench.registry import Case
+
+    return bool(items) and all(isinstance(i, Case) and i.benchmark in COLLECTIVES for i in items)
+
+
+def _ranks_for_collectives(what: str, dev, device_spec: str) -> int:
+    """The --nproc a run of collectives gets when it gives none: every visible GPU, as
+    nccl-tests' users expect. A single process would only record them skipped."""
+    if not dev.is_cuda:
+        # On a CPU the number of gloo ranks is a choice (cores, memory), not a fact of the node.
+        raise GpubenchError(f"{what} between ranks: give --nproc N (N ≥ 2; gloo ranks on this CPU)")
+    count = torch_cuda_count()
+    if count < 2:
+        raise GpubenchError(f"{what} between ranks, and {count} CUDA device is visible: NCCL needs "
+                            f"≥2 GPUs, one rank each (or gloo ranks: --device cpu --nproc N)")
+    if (device_spec or "").strip().lower().startswith("cuda:"):
+        raise GpubenchError(f"{what} between ranks, and --device {device_spec} names one GPU: use "
+                            f"--device cuda (one rank per visible GPU) or --nproc N")
+    return count
+
+
 def torch_cuda_count() -> int:
     import torch
 
@@ -268,22 +340,53 @@ def _benchmark_cases(benchmark, dev, dtypes, shapes, scaling, size_bytes):
 
 
 @cli.command("list")
-def list_():
-    """List suites, benchmarks and precisions."""
+@click.argument("what", required=False, metavar="[suites|benchmarks|precisions|models|gpus]")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (models and gpus)")
+def list_(what, as_json):
+    """List what the other commands accept.
+
+    With no argument: suites, benchmarks and precisions (for `gpubench run`). `gpubench
+    list models` and `gpubench list gpus` list what `estimate` and `plan` take: the model
+    zoo, and every GPU with its short names, memory, dense peaks and the price used."""
+    from gpubench import catalog
+
+    if what is not None and what not in catalog.LISTS:
+        raise GpubenchError(f"gpubench list {what}: list one of {', '.join(catalog.LISTS)}")
+    if what in ("models", "gpus"):
+        rows = catalog.model_rows() if what == "models" else catalog.gpu_rows()
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        else:
+            click.echo(catalog.render_models(rows) if what == "models" else catalog.render_gpus(rows))
+        return
+    if as_json:
+        raise GpubenchError("--json goes with gpubench list models or gpubench list gpus")
     from tabulate import tabulate
 
     from gpubench.dtypes import PRECISIONS
     from gpubench.registry import BENCHMARKS, SUITES, get_suite
 
     get_suite("mixed-precision")     # loads the registries
-    click.echo("suites")
-    click.echo(tabulate([[s.name, len(s.gpu), len(s.cpu), s.description] for s in SUITES.values()],
-                        headers=["name", "GPU items", "CPU items", "what it measures"]))
-    click.echo("\nbenchmarks")
-    click.echo(tabulate([[b.name, b.description] for b in BENCHMARKS.values()],
-                        headers=["name", "what it measures"]))
-    click.echo("\nprecisions")
-    click.echo(tabulate([[p.name, p.doc] for p in PRECISIONS.values()], headers=["dtype", "meaning"]))
+    sections = []
+    if what in (None, "suites"):
+        sections.append("suites (gpubench run --suite NAME)\n" + tabulate(
+            [[s.name, len(s.gpu), len(s.cpu), s.description] for s in SUITES.values()],
+            headers=["name", "GPU items", "CPU items", "what it measures"]))
+    if what in (None, "benchmarks"):
+        sections.append("benchmarks (gpubench run --benchmark NAME)\n" + tabulate(
+            [[b.name, b.description] for b in BENCHMARKS.values()], headers=["name", "what it measures"]))
+    if what in (None, "precisions"):
+        from gpubench.dtypes import ALIASES
+
+        also = {}
+        for alias, name in ALIASES.items():
+            also.setdefault(name, []).append(alias)
+        sections.append("precisions (gpubench run --dtype; estimate --precision)\n" + tabulate(
+            [[p.name, ", ".join(also.get(p.name, [])), p.doc] for p in PRECISIONS.values()],
+            headers=["dtype", "also", "meaning"]))
+    if what is None:
+        sections.append("for estimate and plan: gpubench list models, gpubench list gpus")
+    click.echo("\n\n".join(sections))
 
 
 @cli.command()

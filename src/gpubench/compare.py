@@ -21,16 +21,27 @@ Rules, in the order they apply:
   transformer-fits' probe steps) are left out unless ``probes=True``, as
   ``gpubench show`` does; their summaries (``mamf``, ``transformer-fits``) are
   compared, and ``Comparison.hidden_probes`` counts what was left out.
+
+Noise (see gpubench.uncertainty): a ratio carries a 90% interval from both
+records' timing samples (``Row.ratio_ci``; None where a side has no samples or
+the metric is not a timed rate or time, such as transformer-fits' parameter
+count). A ratio whose interval contains 1 is not significant
+(``Row.significant``), a case whose CoV is high on either side is noisy
+(``Row.noisy``), and ``Comparison.geomeans`` leaves the noisy cases out of the
+geometric mean and says how many it left out.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from gpubench import uncertainty
 from gpubench.errors import GpubenchError
 from gpubench.results import Record, Run
+from gpubench.uncertainty import NOISY, NOT_SIGNIFICANT_NOTE, Geomean
 
 # Benchmark → (metric key, unit, higher is better). The collectives are listed by
 # name (gpubench.benches.comm.COLLECTIVES; a test keeps the two lists equal) so that
@@ -63,6 +74,11 @@ _PCT_OF_PEAK: dict[str, tuple[str, float] | None] = {
 # Units of metrics gpubench does not know, read from the name's suffix.
 _SUFFIX_UNITS = (("tflops", "TFLOP/s"), ("gbps", "GB/s"), ("_per_s", "/s"), ("_us", "µs"),
                  ("_bytes", "bytes"), ("_mhz", "MHz"), ("_s", "s"), ("_w", "W"), ("_j", "J"))
+
+# Benchmarks whose main metric is not the timer's: a count has no sampling interval.
+_UNTIMED = frozenset({"transformer-fits"})
+# An unknown benchmark's metric, by unit: a rate goes as 1/time, a time as time.
+_UNIT_POWER = {"TFLOP/s": -1, "GB/s": -1, "/s": -1, "µs": 1, "s": 1}
 
 # A row's status per run: the record's status, or "missing" where the run has no such case.
 STATUSES = ("ok", "skipped", "failed", "missing")
@@ -100,6 +116,16 @@ def _pct_of_peak(record: Record) -> float | None:
         return None
     value = _number((record.metrics or {}).get(source[0]))
     return None if value is None else value * source[1]
+
+
+def _time_power(benchmark: str, key: str) -> int | None:
+    """How the metric follows the timer's median: −1 a rate (work ÷ time), +1 a time,
+    None not at all (then the timing samples do not bound it)."""
+    if benchmark in _UNTIMED:
+        return None
+    if benchmark in MAIN_METRICS:
+        return -1 if MAIN_METRICS[benchmark][2] else 1     # the higher-is-better ones are rates
+    return _UNIT_POWER.get(_unit_of(key))
 
 
 def _metric_for(record: Record) -> tuple[str, str, bool]:
@@ -163,12 +189,19 @@ class Row:
     pct_of_peak: list[float | None]
     statuses: list[str]
     higher_is_better: bool = True
+    # Per run, index 0 None: the ratio's 90% interval, and whether it excludes 1.
+    ratio_ci: list[tuple[float, float] | None] = field(default_factory=list)
+    significant: list[bool | None] = field(default_factory=list)
+    # Per run: this run's record or run 1's has a high CoV (index 0: run 1's alone).
+    noisy: list[bool] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"case_id": self.case_id, "benchmark": self.benchmark, "label": self.label,
                 "metric": self.metric, "unit": self.unit, "values": list(self.values),
                 "ratios": list(self.ratios), "pct_of_peak": list(self.pct_of_peak),
-                "statuses": list(self.statuses)}
+                "statuses": list(self.statuses),
+                "ratio_ci": [None if ci is None else [ci[0], ci[1]] for ci in self.ratio_ci],
+                "significant": list(self.significant), "noisy": list(self.noisy)}
 
 
 @dataclass
@@ -180,8 +213,11 @@ class Comparison:
     # ---- data ----
 
     def to_json(self) -> dict:
-        """``{"runs": [...], "rows": [...]}``; every number finite or null (strict JSON)."""
-        return {"runs": [r.to_json() for r in self.runs], "rows": [r.to_json() for r in self.rows]}
+        """``{"runs": [...], "rows": [...], "geomean": [...]}``; every number finite or
+        null (strict JSON). ``geomean`` has one entry per run: null for run 1 and for a
+        run with no case both measured, else ``{"value", "lo", "hi", "n", "noisy_left_out"}``."""
+        return {"runs": [r.to_json() for r in self.runs], "rows": [r.to_json() for r in self.rows],
+                "geomean": [None if g is None else g.to_json() for g in self.geomeans()]}
 
     def _columns(self) -> list[str]:
         return [r.name for r in self.runs]
@@ -194,21 +230,51 @@ class Comparison:
         for row in self.rows:
             rec: dict[str, Any] = {"case_id": row.case_id, "benchmark": row.benchmark, "label": row.label,
                                    "metric": row.metric, "unit": row.unit}
-            for name, value, ratio, pct, status in zip(self._columns(), row.values, row.ratios,
-                                                       row.pct_of_peak, row.statuses):
+            for name, value, ratio, ci, sig, noisy, pct, status in zip(
+                    self._columns(), row.values, row.ratios, row.ratio_ci, row.significant, row.noisy,
+                    row.pct_of_peak, row.statuses):
                 rec[name] = value
                 rec[f"{name} ratio"] = ratio
+                rec[f"{name} ratio lo"] = None if ci is None else ci[0]
+                rec[f"{name} ratio hi"] = None if ci is None else ci[1]
+                rec[f"{name} significant"] = sig
+                rec[f"{name} noisy"] = noisy
                 rec[f"{name} % of peak"] = pct
                 rec[f"{name} status"] = status
             records.append(rec)
         columns = ["case_id", "benchmark", "label", "metric", "unit"]
         for name in self._columns():
-            columns += [name, f"{name} ratio", f"{name} % of peak", f"{name} status"]
+            columns += [name, f"{name} ratio", f"{name} ratio lo", f"{name} ratio hi", f"{name} significant",
+                        f"{name} noisy", f"{name} % of peak", f"{name} status"]
         return pd.DataFrame(records, columns=columns)
 
+    def geomeans(self) -> list[Geomean | None]:
+        """Per run (index 0 None): the geometric mean of its ratios to the first run over
+        the cases both measured, leaving out the noisy ones, with a 90% interval (see
+        gpubench.uncertainty.geomean: cases resampled, each with its own noise); None
+        where no case is left to average."""
+        out: list[Geomean | None] = [None]
+        for j in range(1, len(self.runs)):
+            ratios, intervals, noisy = [], [], 0
+            for row in self.rows:
+                ratio = row.ratios[j]
+                if ratio is None or ratio <= 0:
+                    continue
+                if row.noisy[j]:
+                    noisy += 1
+                    continue
+                ratios.append(ratio)
+                intervals.append(row.ratio_ci[j])
+            out.append(uncertainty.geomean(ratios, intervals, noisy))
+        return out
+
+    def _noisy_pairs(self, j: int) -> int:
+        return sum(1 for row in self.rows if (row.ratios[j] or 0) > 0 and row.noisy[j])
+
     def geomean_ratios(self) -> list[tuple[float | None, int]]:
-        """Per run: the geometric mean of its ratios to the first run over the cases both
-        measured, and how many cases that is."""
+        """Per run: the geometric mean of its ratios to the first run over every case both
+        measured (noisy ones included, no interval), and how many cases that is. See
+        :meth:`geomeans` for the one the table prints."""
         out = []
         for j in range(len(self.runs)):
             logs = [math.log(r.ratios[j]) for r in self.rows if r.ratios[j] is not None and r.ratios[j] > 0]
@@ -240,14 +306,33 @@ class Comparison:
             counts["all" if all(s == "ok" for s in row.statuses) else "some"] += 1
         summary = [f"{len(self.rows)} case(s): {counts['all']} measured in every run, "
                    f"{counts['some']} missing, skipped or failed in at least one run"]
-        for i, (g, n) in enumerate(self.geomean_ratios()[1:], 2):
-            if g is not None:
-                summary.append(f"run {i} ÷ run 1: geometric mean {g:.2f}× over the {n} case(s) both measured")
+        for j, g in enumerate(self.geomeans()[1:], 1):
+            summary.append(self._geomean_line(j, g))
+        if any(s is False for row in self.rows for s in row.significant):
+            summary.append(f"ratios: [90% interval from the timing samples]; {NOT_SIGNIFICANT_NOTE}")
+        elif any(ci is not None for row in self.rows for ci in row.ratio_ci):
+            summary.append("ratios: [90% interval from the timing samples]")
+        if any(n for row in self.rows for n in row.noisy):
+            summary.append(f"{NOISY} CoV above the timer's threshold (this run's or run 1's record): "
+                           f"noisy, left out of the geometric mean")
         if self.hidden_probes:
             summary.append(f"{self.hidden_probes} search probe record(s) not compared "
                            f"(their summaries are; --probes compares them too)")
         parts.append("\n".join(summary))
         return "\n\n".join(parts)
+
+    def _geomean_line(self, j: int, g: Geomean | None) -> str:
+        noisy = self._noisy_pairs(j)
+        left = f"; {noisy} noisy case(s) left out" if noisy else ""
+        head = f"run {j + 1} ÷ run 1: geometric mean"
+        if g is None:
+            return f"{head}: no case to average{left}"
+        if g.lo is None:
+            how = "no interval: no case has timing samples"
+        else:
+            how = ("90% CI " + uncertainty.fmt_interval((g.lo, g.hi)).strip(" []")
+                   + ("" if g.significant else ", not significant"))
+        return f"{head} {g.value:.2f}× ({how}) over {g.n} case(s){left}"
 
     @staticmethod
     def _cell(row: Row, j: int) -> str:
@@ -257,21 +342,26 @@ class Comparison:
         text = _fmt(value, row.unit)
         if j > 0:
             ratio = row.ratios[j]
-            text += f" ({ratio:.2f}×)" if ratio is not None else " (—)"
+            text += (f" ({uncertainty.fmt_ratio(ratio, row.ratio_ci[j], row.noisy[j])})" if ratio is not None
+                     else " (—)")
+        elif row.noisy[0]:
+            text += f" {NOISY}"
         pct = row.pct_of_peak[j]
         if pct is not None:
             text += f" {pct:.1f}% of peak"
         return text
 
     def plot(self, path) -> None:
-        """Grouped horizontal bars: each run's ratio to the first run, per case; a PNG
-        (or whatever format the suffix of ``path`` names) written with matplotlib."""
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError:
-            raise GpubenchError("plotting needs matplotlib: pip install matplotlib "
-                                "(or pip install 'gpubench[plot]')") from None
+        """Grouped horizontal bars: each run's ratio to the first run, per case, with its
+        90% interval as an error bar; a noisy or not-significant ratio is drawn pale and
+        hatched. A PNG (or whatever format the suffix of ``path`` names) written with
+        matplotlib, atomically (see gpubench.outfiles)."""
+        fmt = plot_format(path)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        from gpubench.outfiles import write_atomic
+
         others = list(range(1, len(self.runs)))
         rows = self.rows
         n = max(len(rows), 1)
@@ -282,20 +372,39 @@ class Comparison:
         ax = fig.add_subplot(1, 1, 1)
         colors = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
         top = 0.0
+        pale_any = False
         for k, j in enumerate(others):
-            ys, widths, missing = [], [], []
+            bars = {False: ([], []), True: ([], [])}        # pale? -> (ys, widths)
+            err_y, err_x, err_lo, err_hi, missing = [], [], [], [], []
             for i, row in enumerate(rows):
                 y = i + (k - (len(others) - 1) / 2) * bar_h
-                if row.ratios[j] is None:
+                ratio = row.ratios[j]
+                if ratio is None:
                     why = (row.statuses[j] if row.statuses[j] != "ok"
                            else "no run 1 value" if row.values[0] is None else "n/a")
                     missing.append((y, why))
-                else:
-                    ys.append(y)
-                    widths.append(row.ratios[j])
-            ax.barh(ys, widths, height=bar_h, color=colors[k % len(colors)],
+                    continue
+                pale = row.noisy[j] or row.significant[j] is False
+                bars[pale][0].append(y)
+                bars[pale][1].append(ratio)
+                top = max(top, ratio)
+                ci = row.ratio_ci[j]
+                if ci is not None:
+                    err_y.append(y)
+                    err_x.append(ratio)
+                    err_lo.append(max(ratio - ci[0], 0.0))
+                    err_hi.append(max(ci[1] - ratio, 0.0))
+                    top = max(top, ci[1])
+            color = colors[k % len(colors)]
+            ax.barh(bars[False][0], bars[False][1], height=bar_h, color=color,
                     label=f"run {j + 1}: {self.runs[j].name}")
-            top = max([top] + widths)
+            if bars[True][0]:
+                pale_any = True
+                ax.barh(bars[True][0], bars[True][1], height=bar_h, color=color, alpha=0.35,
+                        hatch="///", edgecolor=color)
+            if err_y:
+                ax.errorbar(err_x, err_y, xerr=[err_lo, err_hi], fmt="none", ecolor="black",
+                            elinewidth=0.8, capsize=2)
             for y, why in missing:
                 ax.text(0.02, y, why, va="center", fontsize=7, color="0.4",
                         transform=ax.get_yaxis_transform())
@@ -306,15 +415,34 @@ class Comparison:
         ax.set_ylim(len(rows) - 0.5, -0.5)          # first case at the top
         ax.set_xlim(0, max(top * 1.1, 1.2))
         metrics = ", ".join(sorted({r.metric for r in rows if r.metric}))
-        ax.set_xlabel(f"ratio to run 1 ({_short(self.runs[0].name, 60)}); > 1 = higher\n"
-                      f"metric compared: {_short(metrics, 90)}")
+        note = ("\npale, hatched: noisy (high CoV) or 90% interval contains 1, not a measured difference"
+                if pale_any else "")
+        ax.set_xlabel(f"ratio to run 1 ({_short(self.runs[0].name, 60)}); > 1 = higher; "
+                      f"error bars: 90% interval\nmetric compared: {_short(metrics, 90)}{note}")
         ax.set_title("gpubench compare")
         if others and rows:
             ax.legend(loc="lower right", fontsize=8)
         if not rows:
             ax.text(0.5, 0.5, "no cases to compare", ha="center", transform=ax.transAxes)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        write_atomic(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
+
+
+def plot_format(path) -> str:
+    """The image format ``path``'s suffix names (png without one); an error, before
+    anything is drawn, for one matplotlib cannot write or when matplotlib is missing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    except ImportError:
+        raise GpubenchError("plotting needs matplotlib: pip install matplotlib "
+                            "(or pip install 'gpubench[plot]')") from None
+    suffix = os.path.splitext(str(path))[1].lstrip(".").lower()
+    fmt = suffix or "png"
+    known = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in known:
+        raise GpubenchError(f"--plot {path}: matplotlib cannot write .{fmt} files "
+                            f"(it writes {', '.join('.' + k for k in sorted(known))})")
+    return fmt
 
 
 def _short(text: str, width: int = 70) -> str:
@@ -418,7 +546,15 @@ def compare_runs(runs: Sequence[Run], names: Sequence[str] | None = None, *,
             pcts.append(_pct_of_peak(rec))
         base = values[0]
         ratios = [v / base if v is not None and base else None for v in values]
+        power = _time_power(bench, key)
+        cis = [None] + [uncertainty.ratio_interval(ratio, rec, recs[0], power) if power else None
+                        for ratio, rec in zip(ratios[1:], recs[1:])]
+        # Only an ok record's spread means anything: a failed one has no figure to doubt.
+        noisy_ok = [rec is not None and rec.status == "ok" and uncertainty.is_noisy(rec) for rec in recs]
+        noisy = [noisy_ok[0]] + [n or noisy_ok[0] for n in noisy_ok[1:]]
         rows.append(Row(case_id=cid, benchmark=bench, label=label(bench, first[cid].params, cid),
                         metric=key, unit=unit, values=values, ratios=ratios, pct_of_peak=pcts,
-                        statuses=statuses, higher_is_better=higher))
+                        statuses=statuses, higher_is_better=higher, ratio_ci=cis,
+                        significant=[None] + [uncertainty.significant(ci) for ci in cis[1:]],
+                        noisy=noisy))
     return Comparison(runs=infos, rows=rows, hidden_probes=hidden)

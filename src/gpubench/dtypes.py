@@ -48,11 +48,17 @@ PRECISIONS: dict[str, Precision] = {
 }
 
 
+# Other spellings of a precision: ``gpubench estimate --precision fp8`` names the FP8
+# format the same way, so a command line copied between the two must mean one thing.
+ALIASES: dict[str, str] = {"fp8": "fp8_e4m3"}
+
+
 def get_precision(name: str) -> Precision:
+    key = name.strip().lower()
     try:
-        return PRECISIONS[name.lower()]
+        return PRECISIONS[ALIASES.get(key, key)]
     except KeyError:
-        raise UnknownNameError("dtype", name, PRECISIONS) from None
+        raise UnknownNameError("dtype", name, [*PRECISIONS, *ALIASES]) from None
 
 
 @contextlib.contextmanager

@@ -13,14 +13,22 @@ class GpubenchError(Exception):
 class UnknownNameError(GpubenchError):
     """A suite, benchmark, dtype or GPU name that is not in a registry."""
 
-    def __init__(self, kind: str, name: str, known):
+    # A list longer than this is not read: the message points at the command that lists it.
+    MAX_LISTED = 15
+
+    def __init__(self, kind: str, name: str, known, *, close=None, listed_by: str | None = None):
         import difflib
 
         known = sorted(known)
-        close = difflib.get_close_matches(name, known, n=3)
+        if close is None:
+            close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        super().__init__(f"unknown {kind} {name!r} (known: {', '.join(known)}){hint}")
-        self.kind, self.name, self.known = kind, name, known
+        if listed_by and len(known) > self.MAX_LISTED:
+            where = f" ({listed_by} lists them)"
+        else:
+            where = f" (known: {', '.join(known)})"
+        super().__init__(f"unknown {kind} {name!r}{hint}{where}")
+        self.kind, self.name, self.known, self.close = kind, name, known, list(close)
 
 
 class ResultFileError(GpubenchError):

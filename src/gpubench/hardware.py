@@ -227,10 +227,15 @@ _ALIASES = {
     "a100-80gb": "a100-sxm-80gb",
     "a100-sxm4-40gb": "a100-sxm-40gb",
     "a100-sxm4-80gb": "a100-sxm-80gb",
+    "a100": "a100-sxm-80gb",
+    "a100-sxm": "a100-sxm-80gb",
+    "a100-sxm4": "a100-sxm-80gb",
+    "a100-pcie": "a100-pcie-80gb",
     "h100": "h100-sxm",
     "h100-sxm5": "h100-sxm",
     "h100-80gb": "h100-sxm",
     "h200": "h200-sxm",
+    "h200-sxm5": "h200-sxm",
     "h800": "h800-sxm",
     "h800-sxm5": "h800-sxm",
     "b200-hgx": "b200",
@@ -241,20 +246,65 @@ _ALIASES = {
 }
 
 
+def _typed(key: str) -> str:
+    return re.sub(r"[\s_]+", "-", str(key).strip().lower())
+
+
 def get_gpu(key: str) -> GPUSpec:
     """The spec for a key, an alias, or a device name that match_gpu identifies.
 
     Case-insensitive; spaces and underscores count as dashes. Raises
     UnknownNameError (with close matches) otherwise.
     """
-    k = re.sub(r"[\s_]+", "-", str(key).strip().lower())
+    k = _typed(key)
     k = _ALIASES.get(k, k)
     if k in GPUS:
         return GPUS[k]
     spec = match_gpu(str(key))
     if spec is not None:
         return spec
-    raise UnknownNameError("GPU", str(key), set(GPUS) | set(_ALIASES))
+    raise UnknownNameError("GPU", str(key), set(GPUS) | set(_ALIASES), close=suggest_gpus(str(key)),
+                           listed_by="gpubench list gpus")
+
+
+def aliases_of(gpu_key: str) -> list[str]:
+    """The short names that resolve to this key."""
+    return sorted(a for a, k in _ALIASES.items() if k == gpu_key)
+
+
+def alias_note(name: str) -> str | None:
+    """What a short name was taken to mean ("a100 means a100-sxm-80gb (…)"), or None when
+    the name is a key itself. A short name picks one form of a model (SXM, the larger
+    memory); the person who typed it should see which, since the forms differ in peaks."""
+    k = _typed(name)
+    if k in GPUS or k not in _ALIASES:
+        return None
+    spec = GPUS[_ALIASES[k]]
+    family = spec.key.split("-")[0]
+    others = sorted(key for key in GPUS if key != spec.key and key.split("-")[0] == family)
+    rest = f"; others of that model: {', '.join(others)}" if others else ""
+    return f"--gpu {name} means {spec.key} ({spec.name}){rest}"
+
+
+# Words people put before a model name that no key carries.
+_VENDOR_WORDS = re.compile(r"\b(?:nvidia|amd|tesla|geforce|instinct|gpu)\b[-\s]*")
+
+
+def suggest_gpus(name: str, n: int = 3) -> list[str]:
+    """Keys a mistyped GPU name probably meant: the name without vendor words, looked up as
+    a key or alias; else the keys and aliases that contain it or that difflib finds close."""
+    import difflib
+
+    bare = _typed(_VENDOR_WORDS.sub(" ", str(name).lower())).strip("-")
+    names = sorted(set(GPUS) | set(_ALIASES))
+    if bare in GPUS or bare in _ALIASES:
+        return [bare]
+    # Completions first ("h10" → h100), then what difflib finds close, then the names the
+    # typed one starts with ("a100-sxm4-80" → a100-sxm4): the most specific guesses lead.
+    out = [k for k in names if bare and k.startswith(bare)]
+    out += [k for k in difflib.get_close_matches(bare or _typed(name), names, n=n, cutoff=0.5) if k not in out]
+    out += sorted((k for k in names if bare.startswith(k) and k not in out), key=len, reverse=True)
+    return out[:n]
 
 
 # ---------------------------------------------------------------------------
@@ -367,4 +417,5 @@ def match_gpu(name: str, memory_bytes: int | None = None) -> GPUSpec | None:
     return None
 
 
-__all__ = ["PEAK_KEYS", "GPUSpec", "GPUS", "get_gpu", "match_gpu"]
+__all__ = ["PEAK_KEYS", "GPUSpec", "GPUS", "alias_note", "aliases_of", "get_gpu", "match_gpu",
+           "suggest_gpus"]

@@ -344,29 +344,41 @@ def upload_file(path: str | os.PathLike, hub: str, token: str, *, attempts: int 
               help="write a bar chart of the ratios to run 1 (PNG; needs matplotlib)")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="write the comparison as CSV (a row per case, columns per run)")
+@click.option("--force", is_flag=True, help="overwrite an existing --csv/--plot file (never an input)")
 @click.option("--json", "as_json", is_flag=True, help="print the comparison as JSON instead of the table")
 @click.option("--probes", is_flag=True, help="also compare every probe a search ran (mamf shapes, fits sizes)")
-def compare(items, hub, plot_path, csv_path, as_json, probes):
+def compare(items, hub, plot_path, csv_path, force, as_json, probes):
     """Compare result files (or run IDs on a hub): a row per case, a column per run,
-    ratios to the first run."""
-    from gpubench.compare import compare_runs
+    ratios to the first run with their 90% intervals."""
+    from gpubench.compare import compare_runs, plot_format
+    from gpubench.outfiles import check_output, write_atomic
 
     if len(items) < 2:
         raise GpubenchError(f"compare needs at least 2 runs (result files or run IDs), got {len(items)}")
+    # The outputs are settled before any file is read or any run fetched: a typo such as
+    # --csv a.json must cost nothing, least of all a.json.
+    inputs = [Path(i) for i in items if Path(i).exists()]
+    outputs = [("--csv", csv_path), ("--plot", plot_path)]
+    for k, (flag, path) in enumerate(outputs):
+        if path is None:
+            continue
+        check_output(path, flag, force=force, inputs=inputs, others=outputs[k + 1:])
+        if path.parent and not path.parent.exists():
+            raise GpubenchError(f"{flag} {path}: folder {path.parent} does not exist")
+    if plot_path is not None:
+        plot_format(plot_path)
     needs_hub = [i for i in items if not Path(i).exists()]
     hub_url = resolve_hub(hub, required=False) if needs_hub else None
     runs = [load_run_or_id(i, hub_url) for i in items]     # every run read before anything is written
     comparison = compare_runs(runs, probes=probes)
-    for path in (csv_path, plot_path):
-        if path is not None and path.parent and not path.parent.exists():
-            raise GpubenchError(f"{path}: folder {path.parent} does not exist")
     if as_json:
         click.echo(json.dumps(comparison.to_json(), indent=1, allow_nan=False))
     else:
         click.echo(comparison.table())
     if csv_path is not None:
+        frame = comparison.to_dataframe()
         try:
-            comparison.to_dataframe().to_csv(csv_path, index=False)
+            write_atomic(csv_path, lambda f: frame.to_csv(f, index=False))
         except OSError as e:
             raise GpubenchError(f"--csv {csv_path}: cannot write ({e.strerror or e})") from None
         click.echo(f"wrote {csv_path}", err=True)

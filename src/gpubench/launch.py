@@ -123,20 +123,48 @@ def culprits(failures: list[Failure]) -> list[Failure]:
 
 def mark_crashed(path: Path, message: str) -> str | None:
     """If the result file still says 'running', make it say 'crashed' and why; returns its status."""
+    return _settle(path, "crashed", message)[0]
+
+
+def mark_interrupted(path: Path) -> tuple[str | None, int]:
+    """If the result file still says 'running', make it say 'interrupted'; returns its status
+    and how many records it keeps."""
+    return _settle(path, "interrupted")
+
+
+def _settle(path: Path, status: str, message: str | None = None) -> tuple[str | None, int]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    status = doc.get("status")
-    if status == "running":
-        from gpubench.results import _atomic_write, utc_now
+        return None, 0
+    records = len(doc.get("records") or [])
+    if doc.get("status") != "running":
+        return doc.get("status"), records
+    from gpubench.results import _atomic_write, utc_now
 
-        doc["status"] = "crashed"
-        doc["finished_at"] = doc.get("finished_at") or utc_now()
+    doc["status"] = status
+    doc["finished_at"] = doc.get("finished_at") or utc_now()
+    if message is not None:
         doc.setdefault("config", {})["launch_failure"] = message
-        _atomic_write(path, json.dumps(doc, indent=1) + "\n")
-        return "crashed"
-    return status
+    _atomic_write(path, json.dumps(doc, indent=1) + "\n")
+    return status, records
+
+
+def _wind_down(proc: subprocess.Popen) -> None:
+    """Wait for torchrun and its ranks to finish after Ctrl-C, reading what they still write.
+
+    Their last words (rank 0's own "interrupted" line, each rank's KeyboardInterrupt,
+    torchrun's SignalException) are dropped: the launcher says it once, for all of them.
+    Read, not ignored, so that no rank blocks on a full pipe instead of exiting.
+    """
+    try:
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    except KeyboardInterrupt:       # a second Ctrl-C: stop waiting for them
+        proc.kill()
 
 
 def _without_launcher_traceback(lines):
@@ -182,12 +210,11 @@ def launch(nproc: int, args: list[str], out: Path | None = None, env: dict | Non
         rc = proc.wait()
     except KeyboardInterrupt:
         # Ctrl-C reached torchrun and the ranks too (same process group); let them finish up.
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _wind_down(proc)
         if out is not None:
-            mark_crashed(out, "interrupted")
+            status, records = mark_interrupted(out)
+            print(f"interrupted: {records} record(s) kept in {out}" if status is not None
+                  else f"interrupted: nothing written to {out}", file=sys.stderr, flush=True)
         return 130
     if rc == 0:
         return 0

@@ -3,15 +3,22 @@
 One table per benchmark family, a line of context above (device, its dense
 peaks, software), skipped and failed cases listed with their reasons below, and
 a footnote on anything whose spread makes the median shaky.
+
+A ratio of two cases (a speed-up over fp32 or bf16, checkpointing's time added)
+carries its 90% interval from both cases' timing samples, ``~`` when that
+interval contains 1 (no measured difference) and ``!`` when either case's CoV is
+high (gpubench.uncertainty); a case without samples shows the bare ratio.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Iterable
 
 from tabulate import tabulate
 
+from gpubench import uncertainty
 from gpubench.results import Record, Run
 
 
@@ -39,6 +46,19 @@ def _sig(value) -> str:
     if value >= 100:
         return f"{value:,.0f}"
     return f"{value:.3g}"
+
+
+def _rel(num: Record, den: Record | None, key: str, digits: int = 2) -> str:
+    """num's rate ``key`` ÷ den's, with its 90% interval and marks; "—" without a baseline."""
+    if den is None:
+        return "—"
+    value, base = (num.metrics or {}).get(key), (den.metrics or {}).get(key)
+    if value is None or not base:
+        return "—"
+    ratio = value / base
+    ci = uncertainty.ratio_interval(ratio, num, den, power=-1)       # a rate: work ÷ time
+    noisy = num is not den and (uncertainty.is_noisy(num) or uncertainty.is_noisy(den))
+    return _fmt(ratio, digits, "×") + uncertainty.fmt_interval(ci, digits) + uncertainty.marks(ci, noisy)
 
 
 def header(run: Run) -> list[str]:
@@ -92,8 +112,7 @@ def _dtype(p: dict) -> str:
 
 def matmul_table(records: list[Record]) -> str:
     ok = [r for r in records if r.status == "ok"]
-    fp32 = {(r.params["m"], r.params["n"], r.params["k"]): r.metrics["tflops"]
-            for r in ok if r.params["dtype"] == "fp32"}
+    fp32 = {(r.params["m"], r.params["n"], r.params["k"]): r for r in ok if r.params["dtype"] == "fp32"}
     rows = []
     for r in ok:
         p, m = r.params, r.metrics
@@ -101,7 +120,7 @@ def matmul_table(records: list[Record]) -> str:
         tel = r.telemetry or {}
         rows.append([
             _dtype(p), _shape(p), p.get("gemm", ""), _sig(m.get("tflops")), _spread(r), _cov(r),
-            _fmt(m.get("pct_of_peak"), 1), _fmt(m["tflops"] / base, 2, "×") if base else "—",
+            _fmt(m.get("pct_of_peak"), 1), _rel(r, base, "tflops"),
             _fmt(m.get("power_w"), 0), _fmt(m.get("energy_per_tflop_j"), 2),
             _fmt(tel.get("sm_clock_mhz_median"), 0),
             f"{(r.check or {}).get('rel_err', float('nan')):.1e}",
@@ -159,8 +178,7 @@ def best_table(records: list[Record]) -> str:
     for key, r in best.items():
         t = r.metrics["tflops"]
         rows.append([key, _sig(t), _shape(r.params), _fmt(r.metrics.get("pct_of_peak"), 1),
-                     _fmt(t / fp32.metrics["tflops"], 2, "×") if fp32 else "—",
-                     _fmt(t / bf16.metrics["tflops"], 2, "×") if bf16 else "—"])
+                     _rel(r, fp32, "tflops"), _rel(r, bf16, "tflops")])
     return _table(rows, ["best of", "TFLOP/s", "at m×n×k", "% peak", "vs FP32", "vs BF16"])
 
 
@@ -360,11 +378,6 @@ def _groups(records: list[Record], vary: str) -> list[list[Record]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
-def _ratio(value, base, digits: int = 2, suffix: str = "×") -> str:
-    # No baseline (or a zero one) gives "—": a ratio is never guessed.
-    return _fmt(value / base, digits, suffix) if value is not None and base else "—"
-
-
 def transformer_table(records: list[Record]) -> str:
     rows = []
     steps = [r for r in records if r.benchmark == STEP and r.status == "ok"]
@@ -395,11 +408,11 @@ def transformer_table(records: list[Record]) -> str:
 def transformer_speedup_table(records: list[Record]) -> str:
     rows = []
     for group in _groups(records, "dtype"):
-        by_dtype = {r.params["dtype"]: r.metrics.get("tokens_per_s") for r in group}
+        by_dtype = {r.params["dtype"]: r for r in group}
         for r in group:
-            t = r.metrics.get("tokens_per_s")
-            rows.append([_step_case(r, "dtype"), _step_dtype(r.params), _sig(t),
-                         _ratio(t, by_dtype.get("fp32")), _ratio(t, by_dtype.get("bf16"))])
+            rows.append([_step_case(r, "dtype"), _step_dtype(r.params), _sig(r.metrics.get("tokens_per_s")),
+                         _rel(r, by_dtype.get("fp32"), "tokens_per_s"),
+                         _rel(r, by_dtype.get("bf16"), "tokens_per_s")])
     if not rows:
         return ""
     return _table(rows, ["case", "dtype", "tokens/s", "× fp32", "× bf16"])
@@ -416,8 +429,17 @@ def _saved_pct(value, base) -> str:
     return _fmt(100 * (1 - value / base), 1) if value is not None and base else "—"
 
 
-def _added_pct(value, base) -> str:
-    return _fmt(100 * (value / base - 1), 1) if value is not None and base else "—"
+def _added_pct(r: Record, base: Record | None) -> str:
+    """How much longer r's step takes than base's, in %, with the 90% interval of that
+    and ``~`` when the interval contains 0 (no measured difference)."""
+    value, ref = r.metrics.get("step_s"), (base.metrics if base else {}).get("step_s")
+    if value is None or not ref:
+        return "—"
+    ratio = value / ref
+    ci = uncertainty.ratio_interval(ratio, r, base, power=1)         # a time
+    noisy = r is not base and (uncertainty.is_noisy(r) or uncertainty.is_noisy(base))
+    return (_fmt(100 * (ratio - 1), 1) + uncertainty.fmt_interval(ci, 1, scale=100.0, shift=-100.0)
+            + uncertainty.marks(ci, noisy))
 
 
 def checkpointing_table(records: list[Record]) -> str:
@@ -431,7 +453,7 @@ def checkpointing_table(records: list[Record]) -> str:
             rows.append([
                 _step_case(r, "checkpointing"), r.params.get("checkpointing"),
                 _sig(m["step_s"] * 1e3) if m.get("step_s") else "—",
-                _added_pct(m.get("step_s"), base.get("step_s")),
+                _added_pct(r, none),
                 _gib(peak) if cuda else "—",
                 _saved_pct(peak, base.get("peak_memory_bytes")) if cuda else "—",
                 _sig(act / 2**20) if act is not None else "—",
@@ -483,8 +505,14 @@ def fits_table(records: list[Record]) -> str:
                          "next size (need)", "tokens/s", "MFU %"])
 
 
+# What the ratio cells of _rel/_added_pct print: an interval, and the not-significant mark.
+_INTERVAL = re.compile(r" \[[-+\d.,]+–[-+\d.,]+\]")
+_NOT_SIG = re.compile(rf" {re.escape(uncertainty.NOT_SIGNIFICANT)}(?= |$)", re.M)
+
+
 def render(run: Run, show_probes: bool = False) -> str:
     parts = ["\n".join(header(run))]
+    ratio_tables: list[str] = []        # the tables with ratio cells, for their footnote
     by_bench: dict[str, list[Record]] = defaultdict(list)
     for r in run.records:
         if r.benchmark == "matmul" and str(r.params.get("search", "")).startswith("mamf") and not show_probes:
@@ -497,9 +525,10 @@ def render(run: Run, show_probes: bool = False) -> str:
     step_gemms = [r for r in by_bench.get("matmul", []) if is_step_gemm(r)]
     by_bench["matmul"] = [r for r in by_bench.get("matmul", []) if not is_step_gemm(r)]
     if any(r.status == "ok" for r in by_bench["matmul"]):
+        ratio_tables += [matmul_table(by_bench["matmul"]), best_table(by_bench["matmul"])]
         parts.append("matmul (C = A·Wᵀ; TFLOP/s from the median time; p10–p90 from the time spread)\n"
-                     + matmul_table(by_bench["matmul"]))
-        parts.append(best_table(by_bench["matmul"]))
+                     + ratio_tables[-2])
+        parts.append(ratio_tables[-1])
     if any(r.status == "ok" for r in step_gemms):
         parts.append("the training steps' GEMMs, timed alone (median TFLOP/s per layout; each row's "
                      "cases are in the file; gpubench selfcheck predicts the steps from them)\n"
@@ -522,10 +551,11 @@ def render(run: Run, show_probes: bool = False) -> str:
         parts.append("transformer training step (fwd+bwd+AdamW; tokens/s over all ranks; MFU = model FLOP/s ÷ "
                      "dense peak, HFU adds checkpointing's recomputation; peak = CUDA allocator or CPU RSS)\n"
                      + transformer_table(steps))
+        speedups, ckpt = transformer_speedup_table(steps), checkpointing_table(steps)
+        ratio_tables += [speedups, ckpt]
         for title, table in (("transformer: speed-up by precision (tokens/s ÷ the same case in fp32, bf16)",
-                              transformer_speedup_table(steps)),
-                             ("transformer: activation checkpointing vs none (same case otherwise)",
-                              checkpointing_table(steps)),
+                              speedups),
+                             ("transformer: activation checkpointing vs none (same case otherwise)", ckpt),
                              (("transformer: DDP/FSDP scaling (efficiency = tokens/s per GPU ÷ parallel=none's, "
                                "each rank an independent replica)"), scaling_table(steps))):
             if table:
@@ -546,9 +576,14 @@ def render(run: Run, show_probes: bool = False) -> str:
     probs = problems(run.records)
     if probs:
         parts.append("\n".join(probs))
+    if any(_INTERVAL.search(t) for t in ratio_tables):
+        parts.append("ratios: [90% interval from both cases' timing samples]"
+                     + (f"; {uncertainty.NOT_SIGNIFICANT_NOTE}" if any(_NOT_SIG.search(t) for t in ratio_tables)
+                        else ""))
     if any((r.timing or {}).get("high_cov") for r in run.records if r.status == "ok"):
         parts.append("! CoV above the timer's threshold: the spread is large, trust the median less "
-                     "(another process on the device, thermal or power throttling, or a tiny shape).")
+                     "(another process on the device, thermal or power throttling, or a tiny shape); "
+                     "a ratio marked ! has such a case on either side.")
     counts = defaultdict(int)
     for r in run.records:
         counts[r.status] += 1

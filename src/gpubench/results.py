@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -235,27 +234,17 @@ def load_run(path: str | os.PathLike) -> Run:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    # One writer for every file gpubench makes: atomic, and readable as open() would leave it.
+    from gpubench.outfiles import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 def check_writable(path: Path, force: bool = False) -> None:
     """Fail before anything runs if the result cannot be written or would destroy one."""
-    if path.is_dir():
-        raise GpubenchError(f"--out {path} is a directory, not a file")
-    if path.exists() and path.stat().st_size > 0 and not force:
-        raise GpubenchError(f"--out {path} already exists; choose another name or pass --force")
+    from gpubench.outfiles import check_output
+
+    check_output(path, "--out", force=force)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

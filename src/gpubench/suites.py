@@ -181,13 +181,14 @@ register_suite(Suite(
 
 # Collectives, nccl-tests style: every op × dtype × its in-place forms over a size sweep
 # (GPU: 8 B to 1 GiB in ×8 steps, nccl-tests' -b 8 -e 1G -f 8; --sizes changes it). On a
-# CPU, gloo ranks with small messages prove the path. One process records them skipped.
+# CPU, gloo ranks with small messages prove the path. Without --nproc, `gpubench run` starts
+# one rank per visible GPU (a CPU needs --nproc N); a single rank under torchrun records them skipped.
 from gpubench.benches.comm import cases as comm_cases, size_sweep  # noqa: E402
 
 register_suite(Suite(
     name="comm",
     description="collectives (all_reduce, all_gather, reduce_scatter, broadcast, all_to_all, sendrecv): "
-                "algbw and busbw as nccl-tests counts them; ≥2 ranks (--nproc N or torchrun)",
+                "algbw and busbw as nccl-tests counts them; ≥2 ranks (every GPU, --nproc N or torchrun)",
     gpu=tuple(comm_cases(size_sweep(8, 1 << 30, 8), dtypes=("fp32", "bf16"))),
     cpu=tuple(comm_cases([1 << 12, 1 << 20], dtypes=("fp32", "bf16"))),
 ))

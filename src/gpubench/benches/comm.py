@@ -84,15 +84,17 @@ def busbw_factor(op: str, n: int) -> float:
 
 # ---- message sizes: nccl-tests' -b MIN -e MAX -f FACTOR ----
 
-_SUFFIX = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SUFFIX = {None: 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def parse_bytes(text: str) -> int:
-    """``8``, ``64K``, ``1M``, ``1G`` (binary multiples, as nccl-tests reads them)."""
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
+    """``8``, ``8B``, ``64K``, ``1M``, ``1G``, ``1GiB``: every size gpubench takes (--size,
+    --sizes, -p size_bytes=). K, M, G are 1024-based, as nccl-tests' -b/-e read them, and
+    KB/KiB mean the same: a size copied from an nccl-tests command line means one thing."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:([KMGT])(?:i?B)?|B)?\s*", str(text), re.IGNORECASE)
     if not m:
-        raise GpubenchError(f"{text!r} is not a size in bytes (e.g. 8, 64K, 1M, 1G)")
-    return int(m.group(1)) * _SUFFIX[m.group(2).upper()]
+        raise GpubenchError(f"{text!r} is not a size in bytes (e.g. 8, 64K, 1M, 1G: K/M/G are ×1024)")
+    return int(m.group(1)) * _SUFFIX[m.group(2) and m.group(2).upper()]
 
 
 def size_sweep(min_bytes: int, max_bytes: int, factor: int = 2) -> list[int]:

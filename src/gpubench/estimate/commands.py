@@ -21,6 +21,13 @@ LIMITS = {"--gpus": 10_000_000, "--tokens": 1e17, "--steps": 1e9, "--price": 10_
           "--hidden": 1e7, "--heads": 1e5, "--vocab": 1e8}
 
 
+# Both commands' names for a precision. estimate's fp8 is a training step's FP8 recipe
+# (e4m3 forward, e5m2 gradients, as Transformer Engine and torchao run it); the dense
+# peak is the same for both formats, so run's names map onto it.
+PRECISION_SPELLINGS = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8",
+                       "tf32": "tf32", "fp32": "fp32"}
+
+
 def parse_amount(flag: str, text) -> float:
     """300e9, 300B, 2T, 1.5M, 4096 → float; errors name the flag."""
     if text is None:
@@ -55,8 +62,8 @@ NUM = "NUMBER"
 
 def model_options(f):
     opts = [
-        click.option("--model", "model_name", help="zoo model (gpubench estimate --list-models)"),
-        click.option("--list-models", is_flag=True, help="print the model zoo and exit"),
+        click.option("--model", "model_name", help="zoo model (gpubench list models names them)"),
+        click.option("--list-models", is_flag=True, help="print the model zoo and exit (as gpubench list models)"),
         click.option("--layers", metavar=INT), click.option("--hidden", metavar=INT),
         click.option("--heads", metavar=INT), click.option("--kv-heads", metavar=INT),
         click.option("--head-dim", metavar=INT, help="per-head width when heads × it is not --hidden"),
@@ -68,8 +75,8 @@ def model_options(f):
         click.option("--dense-layers", metavar=INT, help="leading layers with a dense MLP (MoE models)"),
         click.option("--window", metavar=INT, help="sliding-window attention span in tokens"),
         click.option("--window-layers", metavar=INT, help="how many layers use the window (default all)"),
-        click.option("--gpu", "gpu_name", help="GPU model (h100, a100-80gb, …; --list-gpus)"),
-        click.option("--list-gpus", is_flag=True, help="print the GPUs with interconnect facts and exit"),
+        click.option("--gpu", "gpu_name", help="GPU model: a key or short name (h100, a100, b200; gpubench list gpus)"),
+        click.option("--list-gpus", is_flag=True, help="print the GPUs and exit (as gpubench list gpus)"),
         click.option("--gpus", metavar=INT, help="number of GPUs"),
         click.option("--gpus-per-node", metavar=INT), click.option("--intra-node-gbps", metavar=NUM),
         click.option("--inter-node-gbps", metavar=NUM, help="network bandwidth per GPU, GB/s"),
@@ -78,8 +85,9 @@ def model_options(f):
                      help="sequences per optimizer step (default: about 4M tokens)"),
         click.option("--tokens", metavar=NUM, help="training tokens (300e9, 300B, 2T)"),
         click.option("--steps", metavar=INT, help="optimizer steps (instead of --tokens)"),
-        click.option("--precision", type=click.Choice(["bf16", "fp16", "fp8", "tf32", "fp32"]), default="bf16",
-                     show_default=True),
+        click.option("--precision", type=click.Choice(list(PRECISION_SPELLINGS), case_sensitive=False),
+                     default="bf16", show_default=True,
+                     help="math the GEMMs run in; fp8 and fp8_e4m3 (gpubench run's name) are the same"),
         click.option("--framework", type=click.Choice(["auto", "megatron", "nemo", "deepspeed", "fsdp"]),
                      default="auto", show_default=True,
                      help="software stack (auto: fsdp for --zero 3, else megatron)"),
@@ -136,22 +144,20 @@ def layout_options(f):
 
 def list_requests(o: dict) -> bool:
     """--list-models / --list-gpus: print and report that nothing else should run."""
-    if o.get("list_models"):
-        from gpubench.estimate.models import ZOO
+    from gpubench import catalog
 
-        for m in ZOO.values():
-            active = f", {m.params(active=True) / 1e9:,.1f}B active" if m.is_moe else ""
-            click.echo(f"{m.name:18s} {m.params() / 1e9:8,.1f}B{active}  ({m.source})")
+    if o.get("list_models"):
+        click.echo(catalog.render_models(catalog.model_rows()))
         return True
     if o.get("list_gpus"):
-        from gpubench.estimate.cluster import FACTS
-        from gpubench.hardware import GPUS
-
-        for key, fact in FACTS.items():
-            spec = GPUS[key]
-            click.echo(f"{key:16s} {spec.name} ({spec.memory_gb:g} GB, {fact.gpus_per_node} a node)")
+        click.echo(catalog.render_gpus(catalog.gpu_rows()))
         return True
     return False
+
+
+def precision_of(o: dict) -> str:
+    """The estimator's precision for either spelling (estimate's fp8, run's fp8_e4m3)."""
+    return PRECISION_SPELLINGS[o["precision"].lower()]
 
 
 def build_model(o: dict):
@@ -183,8 +189,12 @@ def build_model(o: dict):
 def build_cluster(o: dict):
     from gpubench.estimate.cluster import make_cluster
 
+    from gpubench.hardware import alias_note
+
     if not o.get("gpu_name"):
-        raise GpubenchError("--gpu is required (e.g. --gpu h100-sxm; --list-gpus names them)")
+        raise GpubenchError("--gpu is required (e.g. --gpu h100; gpubench list gpus names them)")
+    # Said with the answer, not before it: a command that then fails prints one line.
+    o["gpu_note"] = alias_note(o["gpu_name"])
     gpus = parse_int("--gpus", o.get("gpus"))
     if gpus is None:
         raise GpubenchError("--gpus is required")
@@ -280,10 +290,16 @@ def work_amount(o: dict) -> dict:
 @layout_options
 @click.option("--mfu", metavar=NUM, help="use this model FLOPs utilization instead of the performance model")
 @click.option("--hfu", metavar=NUM, help="use this hardware FLOPs utilization instead of the performance model")
+@click.option("--ignore-memory", is_flag=True,
+              help="estimate a layout given by flags even when it does not fit in GPU memory")
 def estimate(**o):
-    """Predict step time, MFU, days, GPU-hours, energy and cost of a training run."""
+    """Predict step time, MFU, days, GPU-hours, energy and cost of a training run.
+
+    With no layout flags (--tp, --pp, --dp, --cp, --ep, --vpp, --micro-batch, --recompute,
+    --sequence-parallel, --zero) the layout is the planner's fastest that fits in memory
+    (as `gpubench plan` ranks them). With layout flags it is that layout, the rest at
+    their defaults; one that does not fit is refused (--ignore-memory estimates it anyway)."""
     from gpubench.estimate.estimator import estimate as run_estimate
-    from gpubench.estimate.perf import make_layout
 
     if list_requests(o):
         return
@@ -291,22 +307,73 @@ def estimate(**o):
     cluster = build_cluster(o)
     given = layout_flags(o)
     work = work_amount(o)
-    layout = make_layout(
-        model, cluster.gpus, tp=given["tp"] or 1, cp=given["cp"] or 1, pp=given["pp"] or 1, dp=given["dp"],
-        vpp=given["vpp"] or 1, ep=given["ep"] or 1, micro_batch=given["micro_batch"] or 1,
-        global_batch=parse_int("--global-batch", o.get("global_batch")),
-        recompute=given["recompute"] or "none", sequence_parallel=bool(given["sequence_parallel"]),
-        zero=given["zero"] or 0, precision=o["precision"], **run_options(o))
+    profile = resolve_profile(o, cluster)
+    economics, reliability = build_economics(o), build_reliability(o)
+    global_batch = parse_int("--global-batch", o.get("global_batch"))
+    if any(v is not None for v in given.values()):
+        layout, chosen = _flag_layout(model, cluster, given, global_batch, o), None
+    else:
+        layout, chosen = _planned_layout(model, cluster, global_batch, o, profile, economics, reliability, work)
     mfu = parse_amount("--mfu", o.get("mfu")) if o.get("mfu") else None
     hfu = parse_amount("--hfu", o.get("hfu")) if o.get("hfu") else None
-    result = run_estimate(model, cluster, layout, profile=resolve_profile(o, cluster), mfu=mfu, hfu=hfu,
-                          economics=build_economics(o), reliability=build_reliability(o), **work)
+    result = run_estimate(model, cluster, layout, profile=profile, mfu=mfu, hfu=hfu,
+                          economics=economics, reliability=reliability, **work)
+    mem = result["memory"]
+    if chosen is None and not mem["fits"] and not o.get("ignore_memory"):
+        raise GpubenchError(
+            f"{_layout_text(result['layout'])} needs {mem['total_gb']:,.1f} GB per GPU and {cluster.gpu.key} "
+            f"has {mem['capacity_gb']:g} GB: `gpubench plan` with the same flags finds layouts that fit "
+            f"(--ignore-memory estimates this one anyway)")
+    result["layout_chosen_by"] = chosen or {"by": "flags"}
+    result["gpu_note"] = o["gpu_note"]
+    from gpubench.estimate.cost import cloud_price_basis
+
+    price_given = o.get("price") is not None
+    used = ((result.get("cost_details") or {}).get("cloud") or {}).get("usd_per_gpu_hour")
+    result.setdefault("cost_details", {})["cloud_price"] = cloud_price_basis(cluster.gpu.key, used,
+                                                                             given=price_given)
     if o["as_json"]:
         click.echo(json.dumps(result, indent=2, default=float))
     else:
         from gpubench.estimate.report import render_estimate
 
-        click.echo(render_estimate(result))
+        if o["gpu_note"]:
+            click.echo(o["gpu_note"])
+        if chosen:
+            click.echo(f"layout: {_layout_text(result['layout'])}, the planner's fastest of the "
+                       f"{chosen['fit']:,} layouts that fit in {cluster.gpu.memory_gb:g} GB "
+                       f"({chosen['evaluated']:,} tried; gpubench plan ranks them, layout flags fix one)\n")
+        click.echo(render_estimate(result, price_given=price_given))
+
+
+def _layout_text(layout: dict) -> str:
+    from gpubench.estimate.report import _layout
+
+    return _layout(layout)
+
+
+def _flag_layout(model, cluster, given: dict, global_batch, o: dict):
+    from gpubench.estimate.perf import make_layout
+
+    return make_layout(
+        model, cluster.gpus, tp=given["tp"] or 1, cp=given["cp"] or 1, pp=given["pp"] or 1, dp=given["dp"],
+        vpp=given["vpp"] or 1, ep=given["ep"] or 1, micro_batch=given["micro_batch"] or 1,
+        global_batch=global_batch, recompute=given["recompute"] or "none",
+        sequence_parallel=bool(given["sequence_parallel"]), zero=given["zero"] or 0,
+        precision=precision_of(o), **run_options(o))
+
+
+def _planned_layout(model, cluster, global_batch, o: dict, profile, economics, reliability, work):
+    """The layout `gpubench plan` ranks first by time, and how many it chose from."""
+    from gpubench.estimate.perf import Layout
+    from gpubench.estimate.plan import search
+
+    ranked, stats = search(model, cluster, global_batch=global_batch, precision=precision_of(o), profile=profile,
+                           economics=economics, reliability=reliability, rank="time", top=1,
+                           constraints=layout_flags(o), options=run_options(o), with_uncertainty=False, **work)
+    best = ranked[0]["layout"]
+    layout = Layout(**{k: best[k] for k in Layout.__dataclass_fields__})
+    return layout, {"by": "planner", "evaluated": stats["evaluated"], "fit": stats["fit"]}
 
 
 @click.command()
@@ -327,18 +394,21 @@ def plan(**o):
     if o["top"] <= 0:
         raise GpubenchError(f"--top {o['top']} must be positive")
     ranked, stats = search(model, cluster, global_batch=parse_int("--global-batch", o.get("global_batch")),
-                           precision=o["precision"], profile=resolve_profile(o, cluster),
+                           precision=precision_of(o), profile=resolve_profile(o, cluster),
                            economics=build_economics(o), reliability=build_reliability(o),
                            rank=o["rank"], top=o["top"], max_layouts=o["max_layouts"],
                            constraints=layout_flags(o), options=run_options(o), **work)
     if o["as_json"]:
         click.echo(json.dumps({"ranked": ranked, "families": stats.get("families", {}),
-                               "search": {k: v for k, v in stats.items() if k != "families"}},
+                               "search": {k: v for k, v in stats.items() if k != "families"},
+                               "gpu_note": o["gpu_note"]},
                               indent=2, default=float))
     else:
         from gpubench.estimate.report import render_plan
 
-        click.echo(render_plan(ranked, stats))
+        if o["gpu_note"]:
+            click.echo(o["gpu_note"])
+        click.echo(render_plan(ranked, stats, price_given=o.get("price") is not None))
 
 
 @click.command()
@@ -350,8 +420,9 @@ def calibrate(results, out, force):
     """Build a calibration profile from result files (matmul, bandwidth, ...)."""
     from gpubench.estimate.calibrate import build_profile as build
 
-    if out.exists() and not force:
-        raise GpubenchError(f"--out {out} already exists; pass --force to overwrite")
+    from gpubench.outfiles import check_output
+
+    check_output(out, "--out", force=force, inputs=results)
     profile, notes = build(results)
     profile = _with_self_check(profile, results, notes)
     profile.save(out)

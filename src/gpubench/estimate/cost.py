@@ -2,7 +2,11 @@
 
 1. ``cloud_cost``: rent them. Price per GPU-hour × GPU-hours, the way the
    article prices GPT-3 and MT-NLG on AWS p4de (and Epoch AI's "cloud" method,
-   which prefers 3-year committed prices; pass whichever price you mean).
+   which prefers 3-year committed prices; pass whichever price you mean). The
+   default price is the price table's current on-demand offer for the GPU
+   (``prices.cloud_price``; ``cloud_price_basis`` says which offer, or that the
+   user's ``--price`` replaced it); the article's own 2022 p4de price is
+   ``prices.article_price("gpt3-175b")``, used only to reproduce its figures.
 2. ``capex_energy_cost``: own them, and charge the run only for the part of the
    hardware's value it uses up. This is Epoch AI's amortized hardware + energy
    method (Cottier et al. 2024, "The rising costs of training frontier AI
@@ -130,6 +134,34 @@ def cloud_cost(gpu_hours, usd_per_gpu_hour) -> dict:
     gh = _number("gpu_hours", gpu_hours)
     price = _number("usd_per_gpu_hour", usd_per_gpu_hour)
     return {"usd": gh * price, "usd_per_gpu_hour": price, "gpu_hours": gh}
+
+
+def cloud_price_basis(gpu_key: str, usd_per_gpu_hour=None, *, given: bool | None = None) -> dict:
+    """Where a $/GPU-hour comes from: the price table's default offer, or the user.
+
+    ``usd_per_gpu_hour`` is the price used (None: the table's default). ``given``
+    says whether the user supplied it (``--price``); when it is None, a price that
+    is not the table's default counts as given. Returns the price used, its basis
+    ("price table" or "--price"), and the table's default offer (provider, offer,
+    kind, region, as_of, source and the rule that picked it) when there is one.
+    """
+    key = get_gpu(gpu_key).key
+    default = P.cloud_price(key)
+    if usd_per_gpu_hour is None:
+        used = default.usd_per_gpu_hour if default else None
+        given = False
+    else:
+        used = _number("usd_per_gpu_hour", usd_per_gpu_hour, positive=True)
+        if given is None:
+            given = default is None or not math.isclose(used, default.usd_per_gpu_hour, rel_tol=1e-9)
+    out = {"gpu": key, "usd_per_gpu_hour": used,
+           "basis": "--price" if given else ("price table" if used is not None else "none")}
+    if default is not None:
+        out |= {"table_usd_per_gpu_hour": default.usd_per_gpu_hour, "provider": default.provider,
+                "offer": default.offer, "kind": default.kind, "region": default.region,
+                "gpus_per_offer": default.gpus, "offer_price": default.offer_price(),
+                "as_of": default.as_of, "source": default.source, "rule": P.DEFAULT_RULE}
+    return out
 
 
 def capex_energy_cost(gpu_key: str, gpus, hours, *, gpu_price_usd=None,
@@ -260,5 +292,5 @@ def usd_per_million_tokens(cost_usd, tokens) -> float:
     return _number("cost_usd", cost_usd) / _number("tokens", tokens, positive=True) * 1e6
 
 
-__all__ = ["FLAGS", "acquisition_cost", "capex_energy_cost", "cloud_cost", "energy_kwh",
-           "server_power_kw_per_gpu", "usd_per_million_tokens"]
+__all__ = ["FLAGS", "acquisition_cost", "capex_energy_cost", "cloud_cost", "cloud_price_basis",
+           "energy_kwh", "server_power_kw_per_gpu", "usd_per_million_tokens"]

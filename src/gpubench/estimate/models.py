@@ -304,4 +304,9 @@ def get_model(name: str) -> ModelConfig:
     key = ALIASES.get(key, key)
     if key in ZOO:
         return ZOO[key]
-    raise UnknownNameError("model", name, list(ZOO))
+    import difflib
+
+    names = sorted(set(ZOO) | set(ALIASES))
+    close = [k for k in names if key and (k.startswith(key) or key in k)][:3]
+    close += [k for k in difflib.get_close_matches(key, names, n=3, cutoff=0.5) if k not in close]
+    raise UnknownNameError("model", name, list(ZOO), close=close[:3], listed_by="gpubench list models")

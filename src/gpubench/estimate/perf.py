@@ -101,6 +101,24 @@ def default_global_batch(model: ModelConfig, micro_batch: int, dp: int) -> int:
     return target * per_step
 
 
+def no_rate_message(gpu, precision: str) -> str:
+    """A GPU without a datasheet rate for the precision: say so, and what it does have."""
+    hint = " (try --precision fp16)" if precision == "bf16" and gpu.peak("fp16") else ""
+    return f"--precision {precision}: {gpu.key} has no dense {precision} rate in the hardware table{hint}"
+
+
+def check_run_options(*, framework="auto", zero=0, moe_imbalance=None, moe_dispatcher="alltoall",
+                      attention="auto", **_) -> None:
+    """The settings the planner does not search, checked once for estimate and plan alike."""
+    if moe_imbalance is not None and not 1.0 <= moe_imbalance <= 8.0:
+        raise GpubenchError(f"--moe-imbalance {moe_imbalance} must be between 1 (perfect balance) and 8")
+    get_stack(framework or "auto", zero=zero)       # validates the name
+    if moe_dispatcher not in MOE_DISPATCHERS:
+        raise GpubenchError(f"--moe-dispatcher {moe_dispatcher!r}: use {' or '.join(MOE_DISPATCHERS)}")
+    if (attention or "auto") not in ("auto", "flash") + ATTENTION_FAMILIES:
+        raise GpubenchError(f"--attention {attention!r}: use auto, flash, {', '.join(ATTENTION_FAMILIES)}")
+
+
 def make_layout(model: ModelConfig, gpus: int, *, tp=1, pp=1, dp=None, vpp=1, ep=1, cp=1, micro_batch=1,
                 global_batch=None, recompute="none", sequence_parallel=False, zero=0,
                 precision="bf16", framework="auto", moe_imbalance=None, compile=False,
@@ -152,14 +170,9 @@ def make_layout(model: ModelConfig, gpus: int, *, tp=1, pp=1, dp=None, vpp=1, ep
         raise GpubenchError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if moe_imbalance is None:
         moe_imbalance = DEFAULT_MOE_IMBALANCE
-    if not 1.0 <= moe_imbalance <= 8.0:
-        raise GpubenchError(f"--moe-imbalance {moe_imbalance} must be between 1 (perfect balance) and 8")
-    get_stack(framework, zero=zero)       # validates the name
-    if moe_dispatcher not in MOE_DISPATCHERS:
-        raise GpubenchError(f"--moe-dispatcher {moe_dispatcher!r}: use {' or '.join(MOE_DISPATCHERS)}")
     attention = attention or "auto"
-    if attention not in ("auto", "flash") + ATTENTION_FAMILIES:
-        raise GpubenchError(f"--attention {attention!r}: use auto, flash, {', '.join(ATTENTION_FAMILIES)}")
+    check_run_options(framework=framework, zero=zero, moe_imbalance=moe_imbalance,
+                      moe_dispatcher=moe_dispatcher, attention=attention)
     return Layout(tp, pp, dp, vpp, ep, micro_batch, global_batch, recompute,
                   bool(sequence_parallel and tp > 1), zero, precision, cp, framework or "auto",
                   float(moe_imbalance), bool(compile), attention, tp_comm_overlap, moe_dispatcher)
@@ -185,9 +198,7 @@ class StepModel:
         if peak is None and self.rates is not None:
             peak = float("nan")         # a device without a datasheet: no MFU, rates do the rest
         elif peak is None:
-            hint = " (try --precision fp16)" if L.precision == "bf16" and gpu.peak("fp16") else ""
-            raise GpubenchError(f"--precision {L.precision}: {gpu.key} has no dense "
-                                f"{L.precision} rate in the hardware table{hint}")
+            raise GpubenchError(no_rate_message(gpu, L.precision))
         self._params = None
         self.stack: Stack = get_stack(L.framework, zero=L.zero, compile=L.compile,
                                       tp_comm_overlap=L.tp_comm_overlap)

@@ -35,7 +35,7 @@ from gpubench.estimate.goodput import Reliability
 from gpubench.estimate.memory import memory_estimate, memory_floor_ok
 from gpubench.estimate.models import ModelConfig
 from gpubench.estimate.perf import DEFAULT_MOE_IMBALANCE, Layout, StepModel, default_global_batch
-from gpubench.estimate.prices import pricing_for
+from gpubench.estimate.prices import cloud_price
 from gpubench.estimate.profile import Profile
 
 MAX_MICRO_BATCH = 64
@@ -140,8 +140,12 @@ def search(model: ModelConfig, cluster: Cluster, *, global_batch: int | None, pr
            with_uncertainty: bool = True) -> tuple[list[dict], dict]:
     if rank not in ("time", "cost"):
         raise GpubenchError(f"--rank {rank!r}: use time or cost")
+    from gpubench.estimate.perf import check_run_options, no_rate_message
+
+    check_run_options(**(options or {}))
     if cluster.gpu.peak(precision) is None:
-        raise GpubenchError(f"--precision {precision}: {cluster.gpu.key} has no dense rate for it")
+
+        raise GpubenchError(no_rate_message(cluster.gpu, precision))
     start = time.perf_counter()
     cache: dict = {}
     scored: list[tuple[float, Layout]] = []
@@ -187,7 +191,7 @@ def search(model: ModelConfig, cluster: Cluster, *, global_batch: int | None, pr
             c = e["cost_usd"]["cloud"]
             return c if c is not None else (e["cost_usd"]["capex_energy"] or float("inf"))
         results.sort(key=cost_key)
-        if pricing_for(cluster.gpu.key) is None and economics.usd_per_gpu_hour is None:
+        if cloud_price(cluster.gpu.key) is None and economics.usd_per_gpu_hour is None:
             stats["note"] = "no price for this GPU: cost ranking uses the capex view"
     for e in results:
         e["family"] = family(Layout(**{k: e["layout"][k] for k in Layout.__dataclass_fields__}))

@@ -36,7 +36,33 @@ def _range(lo, hi, fmt) -> str:
     return f"{fmt(lo)}–{fmt(hi)}"
 
 
-def render_estimate(e: dict) -> str:
+def _cloud_price(e: dict, price_given: bool | None) -> tuple[str, str | None]:
+    """The $/GPU-hour the cloud cost used, with its provenance, and its source line.
+
+    ``price_given``: whether the user passed --price (None: inferred, a price that
+    is not the table's default counting as given).
+    """
+    from gpubench.estimate.cost import cloud_price_basis
+
+    gpu = e["cluster"]["gpu"]
+    cloud = e["cost_details"].get("cloud")
+    if not cloud:
+        return f"none: the price table has no current price for {gpu} (pass --price)", None
+    b = cloud_price_basis(gpu, cloud["usd_per_gpu_hour"], given=price_given)
+    used = f"${b['usd_per_gpu_hour']:,.2f}/GPU-hour"
+    region = f", {b['region']}" if b.get("region") else ""
+    if b["basis"] == "--price":
+        if "provider" not in b:
+            return f"{used}, given with --price (the price table has none for {gpu})", None
+        return (f"{used}, given with --price (replaces the price table's "
+                f"${b['table_usd_per_gpu_hour']:,.2f}, {b['provider']} {b['offer']} {b['kind']}"
+                f"{region}, as of {b['as_of']})"), None
+    return (f"{used}: {b['provider']} {b['offer']} {b['kind']}{region}, {b['offer_price']}, as of "
+            f"{b['as_of']} (the price table's default: on-demand, same period for every GPU, "
+            f"AWS first; --price replaces it)"), f"cloud price source ({b['as_of']}): {b['source']}"
+
+
+def render_estimate(e: dict, *, price_given: bool | None = None) -> str:
     m, c, lay, prof = e["model"], e["cluster"], e["layout"], e["profile"]
     unc = e.get("uncertainty")
     level = f"{int(100 * unc['level'])}%" if unc else ""
@@ -52,6 +78,7 @@ def render_estimate(e: dict) -> str:
     ]
     good = e["goodput"]
     ideal = e["ideal"]
+    price_line, price_source = _cloud_price(e, price_given)
     step = f"{e['step_time_s']:,.2f} s ({e['micro_batches']} micro-batches per replica)"
     if unc:
         step += f"; {level} range {_range(*unc['step_time_s'], lambda x: f'{x:,.2f}')} s"
@@ -70,6 +97,7 @@ def render_estimate(e: dict) -> str:
             f" at ${e['cost_details']['cloud']['usd_per_gpu_hour']:,.2f}/GPU-hour"
             if e["cost_details"].get("cloud") else "") + (
             f" ({level} range {_range(*unc['cost_usd_cloud'], _usd)})" if unc and unc["cost_usd_cloud"] else "")],
+        ["cloud price", price_line],
         ["cost, amortized capex + energy", _usd(e["cost_usd"]["capex_energy"])],
         ["cost, buying the cluster up front", _usd(e["cost_usd"]["acquisition"])],
         ["cost per million tokens", _usd(e["usd_per_million_tokens"])],
@@ -79,6 +107,8 @@ def render_estimate(e: dict) -> str:
         rows.append(["cluster power at full load", f"{acq['power_kw']:,.0f} kW, "
                      f"{_usd(acq['yearly_energy_usd'])} a year at ${acq['electricity_usd_per_kwh']}/kWh"])
     lines.append(tabulate(rows, tablefmt="plain"))
+    if price_source:
+        lines.append(price_source)
     step_s = e["model_step_time_s"]
     bd = [[k.removesuffix("_s").replace("_", " "), f"{v:,.3f} s", f"{100 * v / step_s:.1f}%"]
           for k, v in e["breakdown"].items() if v > 0]
@@ -111,7 +141,7 @@ def render_estimate(e: dict) -> str:
     return "\n".join(lines)
 
 
-def render_plan(results: list[dict], stats: dict) -> str:
+def render_plan(results: list[dict], stats: dict, *, price_given: bool | None = None) -> str:
     def row(i, e):
         return [i, _layout(e["layout"]), e.get("family", ""), f"{e['step_time_s']:,.2f}", f"{100 * e['mfu']:.1f}%",
                 f"{e['train_days']:,.1f}", _usd(e["cost_usd"]["cloud"]), f"{e['memory']['total_gb']:.0f}"]
@@ -130,6 +160,8 @@ def render_plan(results: list[dict], stats: dict) -> str:
         lo, hi = u["step_time_s"]
         out += (f"\n{int(100 * u['level'])}% range of the first layout's step time: {lo:,.2f}–{hi:,.2f} s "
                 f"({u['basis'].split(';')[0]})")
+    if results:
+        out += f"\ncloud cost at {_cloud_price(results[0], price_given)[0]}"
     if stats.get("note"):
         out += f"\n{stats['note']}"
     return out
