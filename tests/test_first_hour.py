@@ -162,3 +162,17 @@ def test_plan_checks_the_settings_it_does_not_search(capsys):
     line = run_error(capsys, "plan", "--model", "mixtral-8x7b", "--gpu", "h100", "--gpus", "64", "--tokens", "1B",
                      "--moe-imbalance", "0.5")
     assert "--moe-imbalance 0.5" in line
+
+
+def test_no_option_shows_as_bare_text():
+    """Numeric options showed as `TEXT` in help; every option now names what it takes
+    (INTEGER, SECONDS, BYTES, NAME, URL, …)."""
+    bare = []
+    for path, cmd in _commands(cli):
+        ctx = click.Context(cmd, info_name=path[-1])
+        for p in cmd.params:
+            if isinstance(p, click.Option) and not p.is_flag:
+                record = p.get_help_record(ctx)
+                if record and re.search(r"\bTEXT\b", record[0]):
+                    bare.append(f"{' '.join(path)} {record[0]}")
+    assert not bare, bare

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -181,6 +182,55 @@ def test_compare_two_runs(hub, files):
     assert hub.client.get(f"{API}/compare", params={"ids": f"{a},nothex"}).status_code == 422
     missing = hub.client.get(f"{API}/compare", params={"ids": f"{a},{'f' * 16}"})
     assert missing.status_code == 404 and missing.json()["detail"]["field"] == "ids"
+
+
+def test_compare_api_gives_intervals_and_geometric_means(hub, files):
+    """Guards issue 13 item 10: the compare JSON's per-run geometric mean (with its
+    interval and the noisy cases left out) and per-case ratio intervals reach API clients
+    and the page; the response model used to drop every key it did not list."""
+    docs = [as_machine(files["membw"], host=f"n{i}", scale=scale) for i, scale in enumerate((1.0, 1.5))]
+    for doc in docs:
+        for rec in doc["records"]:
+            rec["timing"]["high_cov"] = False
+    docs[1]["records"][0]["timing"]["high_cov"] = True          # one noisy case, in run 2
+    a, b = (hub.upload(doc).json()["id"] for doc in docs)
+    body = hub.client.get(f"{API}/compare", params={"ids": f"{a},{b}"}).json()
+    rows = body["rows"]
+    assert len(rows) >= 2 and all(row["ratios"][1] == pytest.approx(1.5) for row in rows)
+    assert [row["noisy"][1] for row in rows] == [True] + [False] * (len(rows) - 1)
+    for row in rows:
+        lo, hi = row["ratio_ci"][1]
+        assert lo < 1.5 < hi and row["significant"][1] is True
+    g = body["geomean"]
+    assert g[0] is None and (g[1]["n"], g[1]["noisy_left_out"]) == (len(rows) - 1, 1)
+    assert g[1]["value"] == pytest.approx(1.5) and g[1]["lo"] < g[1]["value"] < g[1]["hi"]
+    page = hub.client.get("/compare", params={"ids": f"{a},{b}"}).text
+    assert "chart-geomean" in page and "1 noisy case left out" in page
+    assert f"{rows[0]['benchmark']} {rows[0]['label']}" in page
+
+
+def test_leaderboards_keep_cpu_runs_apart(hub, files):
+    """Guards issue 13 item 10: a CPU run ranked among GPUs. Boards are GPUs by default,
+    CPUs with device=cpu, both with device=all; the index links each board's CPU runs."""
+    ids = _populate(hub, files)
+    cpu = hub.upload(files["matmul"]).json()["id"]           # as gpubench wrote it: on the CPU
+    cpu_key = store.gpu_key_for(json.loads(files["matmul"])["env"])
+    gpu_key = store.gpu_key_for(ids["h4"][1]["env"])
+
+    def board(**params):
+        r = hub.client.get(f"{API}/leaderboard", params={"benchmark": "matmul", **params})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert [it["gpu_key"] for it in board()["items"]] == [gpu_key] and board()["device"] == "gpu"
+    assert [(it["gpu_key"], it["best_run_id"]) for it in board(device="cpu")["items"]] == [(cpu_key, cpu)]
+    assert {it["gpu_key"] for it in board(device="all")["items"]} == {gpu_key, cpu_key}
+    bad = hub.client.get(f"{API}/leaderboard", params={"benchmark": "matmul", "device": "tpu"})
+    assert bad.status_code == 422 and bad.json()["detail"]["field"] == "device"
+    page = hub.client.get("/leaderboard", params={"benchmark": "matmul"}).text
+    assert ids["h4"][0] in page and cpu not in page and "device=cpu" in page
+    assert cpu in hub.client.get("/leaderboard", params={"benchmark": "matmul", "device": "cpu"}).text
+    assert "1 on CPUs" in hub.client.get("/").text
 
 
 def test_leaderboard_across_uploads(hub, files):
@@ -414,6 +464,34 @@ def test_openapi_schema_is_useful(hub):
             assert "$ref" in json.dumps(op["responses"]["200" if "200" in op["responses"] else "201"]), path
     assert hub.client.get("/docs").status_code == 200
     assert hub.client.get(f"{API}/health").json() == {"status": "ok"}
+
+
+def test_api_docs_need_no_cdn(hub):
+    """Guards issue 13 item 9: /docs was Swagger UI from a CDN, blank offline. Now the
+    hub's own HTML: no URL of another host, no script, and every operation, parameter and
+    schema of /openapi.json on it; /redoc leads there."""
+    r = hub.client.get("/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert re.search(r"https?://|<script|//cdn", html, re.I) is None, re.search(r"https?://\S*|<script", html)
+    from gpubench.hub.apidocs import op_anchor
+
+    schema = hub.client.get("/openapi.json").json()
+    for path, item in schema["paths"].items():
+        for method, op in item.items():
+            assert f'id="{op_anchor(method, path)}"' in html and path in html, (method, path)
+            for p in op.get("parameters", []):
+                assert f'<td class="mono">{p["name"]}</td>' in html, (path, p["name"])
+    for name in schema["components"]["schemas"]:
+        assert f'href="#schema-{name}"' in html or name in html, name
+        assert f'id="schema-{name}"' in html, name
+    # The upload's body and its token are in the schema, so on the page too.
+    post = schema["paths"][f"{API}/runs"]["post"]
+    assert post["requestBody"]["content"]["application/json"] and post["security"] == [{"bearer": []}]
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert "needs a bearer token" in html
+    redoc = hub.client.get("/redoc", follow_redirects=False)
+    assert redoc.status_code == 308 and redoc.headers["location"] == "/docs"
 
 
 def test_unmigrated_database_is_refused_not_created(tmp_path):

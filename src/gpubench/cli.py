@@ -406,7 +406,7 @@ def show(files, probes):
 
 
 @cli.command()
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda or cuda:N")
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE", help="cpu, cuda or cuda:N")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def env(device, as_json):
     """Print the environment fingerprint stored with every run."""

@@ -339,7 +339,7 @@ def upload_file(path: str | os.PathLike, hub: str, token: str, *, attempts: int 
 
 @click.command()
 @click.argument("items", nargs=-1, required=True, metavar="FILE_OR_ID...")
-@click.option("--hub", help="hub to fetch run IDs from (default $GPUBENCH_HUB, then the config file)")
+@click.option("--hub", metavar="URL", help="hub to fetch run IDs from (default $GPUBENCH_HUB, then the config file)")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="write a bar chart of the ratios to run 1 (PNG; needs matplotlib)")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -394,13 +394,13 @@ def compare(items, hub, plot_path, csv_path, force, as_json, probes):
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--hub", help="hub URL (default $GPUBENCH_HUB, then [hub] url in the config file)")
-@click.option("--token", help="upload token (default $GPUBENCH_TOKEN, then [hub] token in the config file)")
-@click.option("--attempts", type=click.IntRange(1, 20), default=DEFAULT_ATTEMPTS, show_default=True,
+@click.option("--hub", metavar="URL", help="hub URL (default $GPUBENCH_HUB, then [hub] url in the config file)")
+@click.option("--token", metavar="TOKEN", help="upload token (default $GPUBENCH_TOKEN, then [hub] token in the config file)")
+@click.option("--attempts", type=click.IntRange(1, 20), metavar="N", default=DEFAULT_ATTEMPTS, show_default=True,
               help="tries per file when the hub is unreachable or answers 5xx/429")
-@click.option("--backoff", type=click.FloatRange(0), default=DEFAULT_BACKOFF_S, show_default=True,
+@click.option("--backoff", type=click.FloatRange(0), metavar="SECONDS", default=DEFAULT_BACKOFF_S, show_default=True,
               help="seconds before the second try; doubled each time, ±50% jitter")
-@click.option("--timeout", type=click.FloatRange(0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
+@click.option("--timeout", type=click.FloatRange(0.1), metavar="SECONDS", default=DEFAULT_TIMEOUT_S, show_default=True,
               help="seconds to wait for the hub per request")
 def upload(files, hub, token, attempts, backoff, timeout):
     """Upload result files to a gpubench hub: one line per file; exit 1 if any did not go up."""

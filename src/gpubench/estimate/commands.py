@@ -62,7 +62,7 @@ NUM = "NUMBER"
 
 def model_options(f):
     opts = [
-        click.option("--model", "model_name", help="zoo model (gpubench list models names them)"),
+        click.option("--model", "model_name", metavar="NAME", help="zoo model (gpubench list models names them)"),
         click.option("--list-models", is_flag=True, help="print the model zoo and exit (as gpubench list models)"),
         click.option("--layers", metavar=INT), click.option("--hidden", metavar=INT),
         click.option("--heads", metavar=INT), click.option("--kv-heads", metavar=INT),
@@ -75,7 +75,7 @@ def model_options(f):
         click.option("--dense-layers", metavar=INT, help="leading layers with a dense MLP (MoE models)"),
         click.option("--window", metavar=INT, help="sliding-window attention span in tokens"),
         click.option("--window-layers", metavar=INT, help="how many layers use the window (default all)"),
-        click.option("--gpu", "gpu_name", help="GPU model: a key or short name (h100, a100, b200; gpubench list gpus)"),
+        click.option("--gpu", "gpu_name", metavar="NAME", help="GPU model: a key or short name (h100, a100, b200; gpubench list gpus)"),
         click.option("--list-gpus", is_flag=True, help="print the GPUs and exit (as gpubench list gpus)"),
         click.option("--gpus", metavar=INT, help="number of GPUs"),
         click.option("--gpus-per-node", metavar=INT), click.option("--intra-node-gbps", metavar=NUM),
@@ -471,7 +471,7 @@ def selfcheck(results, as_json):
 
 
 @click.command()
-@click.option("--family", help="only rows of this family (e.g. fsdp/h100, moe, whole-run)")
+@click.option("--family", metavar="FAMILY", help="only rows of this family (e.g. fsdp/h100, moe, whole-run)")
 @click.option("--rows/--no-rows", "show_rows", default=True, show_default=True, help="print every row")
 @click.option("--fit", is_flag=True, help="refit the stacks' compute efficiency on the table and print it")
 @click.option("--cv", is_flag=True, help="leave one source out: refit without it, then predict it (slow)")

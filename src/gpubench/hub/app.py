@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -25,7 +24,7 @@ from urllib.parse import urlencode, urlparse
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
@@ -33,7 +32,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import ClientDisconnect
 
-from gpubench.hub import charts, store
+from gpubench.hub import apidocs, charts, figures, store
 from gpubench.hub import vocabulary as V
 from gpubench.hub.auth import require_read, require_token
 from gpubench.hub.validate import UploadRejected, parse_upload
@@ -43,6 +42,7 @@ log = logging.getLogger("gpubench.hub")
 API = "/api/v1"
 # Query text: no NUL (PostgreSQL cannot take it as a parameter), bounded length.
 _TEXT = r"^[^\x00]*$"
+_DEVICES = "^(" + "|".join(store.DEVICES) + ")$"
 
 
 @dataclass
@@ -133,11 +133,28 @@ class CompareRow(BaseModel):
     ratios: list[float | None]
     pct_of_peak: list[float | None]
     statuses: list[str]
+    ratio_ci: list[list[float] | None] | None = Field(
+        None, description="per run: the 90% interval [lo, hi] of its ratio to run 1, from the timing samples")
+    significant: list[bool | None] | None = Field(
+        None, description="per run: false when the ratio's interval contains 1")
+    noisy: list[bool] | None = Field(
+        None, description="per run: its record or run 1's has a high coefficient of variation")
+
+
+class CompareGeomean(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    value: float | None = Field(description="geometric mean of the ratios to run 1")
+    lo: float | None = Field(None, description="its 90% interval")
+    hi: float | None = None
+    n: int = Field(description="cases averaged")
+    noisy_left_out: int = Field(0, description="cases both runs measured, left out as noisy")
 
 
 class CompareResponse(BaseModel):
     runs: list[CompareRun]
     rows: list[CompareRow]
+    geomean: list[CompareGeomean | None] | None = Field(
+        None, description="per run (run 1: null): the geometric mean of its ratios to run 1")
 
 
 class LeaderboardItem(BaseModel):
@@ -157,6 +174,7 @@ class LeaderboardResponse(BaseModel):
     metric: str | None
     unit: str | None
     case_id: str | None
+    device: str = Field(description="gpu: runs not on a CPU; cpu; or all")
     higher_is_better: bool
     items: list[LeaderboardItem]
 
@@ -233,7 +251,10 @@ def _api_router() -> APIRouter:
 
     @r.post("/runs", status_code=201, response_model=UploadResponse, responses={
         200: {"model": UploadResponse, "description": "the same content was already stored"},
-        **_UPLOAD_ERRORS}, summary="Upload a result file")
+        **_UPLOAD_ERRORS}, summary="Upload a result file", openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "description": "a gpubench result file, as `gpubench run` wrote it"}}}},
+        "security": [{"bearer": []}]})
     async def upload_run(request: Request, uploader: Uploader):
         """The request body is a gpubench result file (the JSON `gpubench run` writes).
         Uploading the same content again (whatever its formatting) returns the same id
@@ -306,10 +327,12 @@ def _api_router() -> APIRouter:
                     metric: str | None = Query(None, max_length=200, pattern=_TEXT,
                                                description="default: the benchmark's main metric"),
                     case_id: str | None = Query(None, max_length=V.CASE_ID_MAX_BYTES, pattern=_TEXT,
-                                                description="only this case (e.g. one dtype and shape)")):
+                                                description="only this case (e.g. one dtype and shape)"),
+                    device: str = Query("gpu", pattern=_DEVICES,
+                                        description="gpu: runs not on a CPU (default); cpu; all")):
         hub = _state(request)
         return store.leaderboard(hub.session_factory, benchmark=benchmark, metric=metric or None,
-                                 suite=suite or None, case_id=case_id or None)
+                                 suite=suite or None, case_id=case_id or None, device=device)
 
     @r.get("/health", response_model=Health, summary="Liveness: the database answers")
     def health(request: Request):
@@ -341,9 +364,7 @@ def _pages_router() -> APIRouter:
     @r.get("/", response_class=HTMLResponse)
     def index(request: Request, _: Reader):
         hub = _state(request)
-        boards = store.catalog(hub.session_factory)
-        for b in boards:
-            b["href"] = _board_href(hub.root, suite=b["suite"], benchmark=b["benchmark"], metric=b["metric"])
+        boards = _boards(hub)
         recent, total = store.list_runs(hub.session_factory, limit=20)
         return _render(request, "index.html", boards=boards, recent=recent, total=total)
 
@@ -385,9 +406,8 @@ def _pages_router() -> APIRouter:
         records = store.get_records(hub.session_factory, rid)
         for rec in records:
             rec["label"] = label(rec["benchmark"], json.loads(rec["params"]), rec["case_id"])
-        chart, chart_metric = _run_chart(records)
         return _render(request, "run.html", run=found, env=_env_summary(env, doc), records=records,
-                       chart=chart, chart_metric=chart_metric, fmt=charts.fmt,
+                       figures=figures.run_figures(records), fmt=charts.fmt,
                        api_href=f"{hub.root}{API}/runs/{rid}", selfcheck=_selfcheck(doc))
 
     @r.get("/leaderboard", response_class=HTMLResponse)
@@ -395,31 +415,44 @@ def _pages_router() -> APIRouter:
                          benchmark: str | None = Query(None, max_length=200, pattern=_TEXT),
                          suite: str | None = Query(None, max_length=200, pattern=_TEXT),
                          metric: str | None = Query(None, max_length=200, pattern=_TEXT),
-                         case_id: str | None = Query(None, max_length=V.CASE_ID_MAX_BYTES, pattern=_TEXT)):
+                         case_id: str | None = Query(None, max_length=V.CASE_ID_MAX_BYTES, pattern=_TEXT),
+                         device: str = Query("gpu", pattern=_DEVICES)):
         hub = _state(request)
-        boards = store.catalog(hub.session_factory)
-        for b in boards:
-            b["href"] = _board_href(hub.root, suite=b["suite"], benchmark=b["benchmark"], metric=b["metric"])
+        boards = _boards(hub)
         board = None
         chart = ""
         cases: list[dict] = []
+        toggle: list[dict] = []
         if benchmark:
             board = store.leaderboard(hub.session_factory, benchmark=benchmark, metric=metric or None,
-                                      suite=suite or None, case_id=case_id or None)
+                                      suite=suite or None, case_id=case_id or None, device=device)
             cases = store.board_cases(hub.session_factory, benchmark=benchmark, metric=board["metric"],
-                                      suite=suite or None)
+                                      suite=suite or None, device=device)
             for c in cases:
                 c["href"] = _board_href(hub.root, suite=suite, benchmark=benchmark, metric=board["metric"],
-                                        case_id=c["case_id"])
+                                        case_id=c["case_id"], device=_device_param(device))
+            # The same board on the other kinds of device: CPUs are kept off GPU boards,
+            # never hidden.
+            same = [b for b in boards if b["benchmark"] == benchmark and b["metric"] == board["metric"]
+                    and (not suite or b["suite"] == suite)]
+            counts = {"gpu": sum(b["runs"] for b in same), "cpu": sum(b["cpu_runs"] for b in same)}
+            counts["all"] = counts["gpu"] + counts["cpu"]
+            for kind, text in (("gpu", "GPUs"), ("cpu", "CPUs"), ("all", "GPUs and CPUs together")):
+                toggle.append({"kind": kind, "text": text, "current": kind == device,
+                               "runs": None if case_id else counts[kind],
+                               "href": _board_href(hub.root, suite=suite, benchmark=benchmark, metric=metric,
+                                                   case_id=case_id, device=_device_param(kind))})
             unit = board["unit"] or ""
+            what = {"gpu": "GPU model", "cpu": "CPU model", "all": "device model"}[device]
             chart = charts.hbar_chart(
                 [charts.Bar(label=it["gpu_name"] or it["gpu_key"], value=it["best"], low=it["min"],
                             high=it["max"], href=f"{hub.root}/runs/{it['best_run_id']}",
                             note=f"{it['uploads']} upload{'s' if it['uploads'] != 1 else ''}")
                  for it in board["items"]],
-                unit=unit, title=f"best {board['metric'] or ''} per GPU model (whiskers: min–max over uploads)")
+                unit=unit, title=f"best {board['metric'] or ''} per {what} (whiskers: min–max over uploads)",
+                axis_label=f"{board['metric']} ({unit})" if unit else (board["metric"] or ""))
         return _render(request, "leaderboard.html", board=board, boards=boards, cases=cases, chart=chart,
-                       fmt=charts.fmt,
+                       fmt=charts.fmt, device=device, toggle=toggle,
                        query={"benchmark": benchmark, "suite": suite, "metric": metric, "case_id": case_id})
 
     @r.get("/compare", response_class=HTMLResponse)
@@ -435,9 +468,38 @@ def _pages_router() -> APIRouter:
         result, missing = store.compare(hub.session_factory, parts)
         if missing:
             return _page_error(request, 404, f"No run with id {missing[0]}.")
-        return _render(request, "compare.html", result=result, ids=",".join(parts), fmt=charts.fmt)
+        chart, summaries = figures.compare_figure(result)
+        return _render(request, "compare.html", result=result, ids=",".join(parts), fmt=charts.fmt,
+                       chart=chart, summaries=summaries)
+
+    @r.get("/docs", response_class=HTMLResponse)
+    def docs_page(request: Request):
+        hub = _state(request)
+        return _render(request, "docs.html", ref=apidocs.reference(request.app.openapi()),
+                       public_reads=hub.public_reads)
+
+    @r.get("/redoc")
+    def redoc(request: Request):
+        # Where FastAPI's ReDoc page was: one reference page now, served without a CDN.
+        return RedirectResponse(f"{_state(request).root}/docs", status_code=308)
 
     return r
+
+
+def _device_param(device: str) -> str | None:
+    """The board link's device parameter: none for the default (GPUs)."""
+    return None if device == "gpu" else device
+
+
+def _boards(hub: HubState) -> list[dict]:
+    """The catalog with links: a board opens on its GPUs, or on its CPUs when it has no GPU
+    run; ``cpu_href`` is the CPU board when there is one."""
+    boards = store.catalog(hub.session_factory)
+    for b in boards:
+        keys = {"suite": b["suite"], "benchmark": b["benchmark"], "metric": b["metric"]}
+        b["href"] = _board_href(hub.root, **keys, device=None if b["runs"] else "cpu")
+        b["cpu_href"] = _board_href(hub.root, **keys, device="cpu") if b["cpu_runs"] else None
+    return boards
 
 
 def _env_summary(env: dict, doc: dict) -> list[tuple[str, Any]]:
@@ -500,21 +562,6 @@ def _selfcheck(doc: dict) -> dict | None:
     return {"summary": result["summary"], "cases": rows}
 
 
-def _run_chart(records: list[dict]):
-    """Bars of the run's most common main metric over its ok records (probes left out)."""
-    counts: dict[tuple, int] = {}
-    for r in records:
-        if r["status"] == "ok" and r["value"] is not None and not r["is_probe"] and r["metric"]:
-            counts[(r["metric"], r["unit"] or "")] = counts.get((r["metric"], r["unit"] or ""), 0) + 1
-    if not counts:
-        return "", None
-    (metric, unit), _ = max(counts.items(), key=lambda kv: kv[1])
-    bars = [charts.Bar(label=f"{r['benchmark']} {r['label']}", value=r["value"])
-            for r in records if r["metric"] == metric and r["status"] == "ok" and r["value"] is not None
-            and not r["is_probe"] and math.isfinite(r["value"])]
-    return charts.hbar_chart(bars[:200], unit=unit, title=f"{metric} per case"), metric
-
-
 # ---- the application ----
 
 def create_app(database_url: str, *, public_reads: bool = True, max_upload_bytes: int = V.MAX_UPLOAD_BYTES,
@@ -547,9 +594,23 @@ def create_app(database_url: str, *, public_reads: bool = True, max_upload_bytes
         yield
         engine.dispose()
 
+    # docs_url/redoc_url off: FastAPI's pages load Swagger UI and ReDoc from a CDN, blank
+    # offline; /docs is the hub's own page (apidocs), written from the same schema.
     app = FastAPI(title="gpubench hub", version="1",
                   description="Share gpubench result files; compare GPUs side by side.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    make_schema = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = make_schema()
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http", "scheme": "bearer",
+                "description": "a token from `gpubench hub token create NAME`"}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
     app.state.hub = hub
     app.include_router(_api_router())
     app.include_router(_pages_router())

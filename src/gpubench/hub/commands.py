@@ -56,14 +56,14 @@ def hub():
 
 
 @hub.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--database-url", help=URL_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDRESS", help="address to listen on")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), metavar="PORT")
+@click.option("--database-url", metavar="URL", help=URL_HELP)
 @click.option("--private-reads", is_flag=True, help="GET requests need a token too")
-@click.option("--max-upload-mib", default=10.0, show_default=True, type=click.FloatRange(min=0.001),
+@click.option("--max-upload-mib", default=10.0, show_default=True, type=click.FloatRange(min=0.001), metavar="MIB",
               help="largest result file accepted")
-@click.option("--base-url", help="public URL of the hub (for links in responses), e.g. https://hub.example.org")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+@click.option("--base-url", metavar="URL", help="public URL of the hub (for links in responses), e.g. https://hub.example.org")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), metavar="N",
               help="server processes (PostgreSQL recommended above 1)")
 def serve(host, port, database_url, private_reads, max_upload_mib, base_url, workers):
     """Migrate the database to the current schema, then serve the hub."""
@@ -118,7 +118,7 @@ def token():
 
 @token.command("create")
 @click.argument("name")
-@click.option("--database-url", help=URL_HELP)
+@click.option("--database-url", metavar="URL", help=URL_HELP)
 def token_create(name, database_url):
     """Create a token for NAME and print it (once: it cannot be shown again)."""
     _need_extra()
@@ -133,7 +133,7 @@ def token_create(name, database_url):
 
 @token.command("revoke")
 @click.argument("name")
-@click.option("--database-url", help=URL_HELP)
+@click.option("--database-url", metavar="URL", help=URL_HELP)
 def token_revoke(name, database_url):
     """Revoke the token of NAME: uploads with it get 401 from now on."""
     _need_extra()

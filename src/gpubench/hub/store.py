@@ -375,12 +375,29 @@ def _board_filters(benchmark: str, metric: str | None, case_id: str | None):
     return conds
 
 
+DEVICES = ("gpu", "cpu", "all")
+
+
+def _device_filter(device: str):
+    """Runs on a CPU (env.device.type "cpu") or on anything else (GPUs, and runs that do
+    not say): a CPU is not a slow GPU, so boards keep the two apart."""
+    if device == "cpu":
+        return [RunRow.device_type == "cpu"]
+    if device == "gpu":
+        return [sa.or_(RunRow.device_type.is_(None), RunRow.device_type != "cpu")]
+    if device == "all":
+        return []
+    raise ValueError(f"device {device!r}: use one of {', '.join(DEVICES)}")
+
+
 def leaderboard(sf: SessionFactory, *, benchmark: str, metric: str | None = None,
-                suite: str | None = None, case_id: str | None = None) -> dict:
+                suite: str | None = None, case_id: str | None = None, device: str = "all") -> dict:
     """Per GPU (gpu_key): each upload's best value of the metric over its records of the
     benchmark, then the best, median, min and max of those over uploads, their count,
     and the upload holding the best. Best = max, or min for times and costs. Without
-    ``metric``, the benchmark's most common main metric."""
+    ``metric``, the benchmark's most common main metric. ``device``: "gpu" (runs not on
+    a CPU), "cpu" or "all"."""
+    devices = _device_filter(device)
     with sf() as s:
         if metric is None:
             metric = s.execute(
@@ -389,7 +406,7 @@ def leaderboard(sf: SessionFactory, *, benchmark: str, metric: str | None = None
                 .group_by(RecordRow.metric).order_by(func.count().desc(), RecordRow.metric).limit(1)
             ).scalar_one_or_none()
         out = {"suite": suite, "benchmark": benchmark, "metric": metric, "case_id": case_id,
-               "unit": None, "higher_is_better": True, "items": []}
+               "device": device, "unit": None, "higher_is_better": True, "items": []}
         if metric is None:
             return out
         higher = _higher_is_better(benchmark, metric)
@@ -405,6 +422,8 @@ def leaderboard(sf: SessionFactory, *, benchmark: str, metric: str | None = None
              .join(per_run, per_run.c.run_id == RunRow.id))
         if suite:
             q = q.where(RunRow.suite == suite)
+        if devices:
+            q = q.where(*devices)
         rows = s.execute(q).all()
     groups: dict[str, list] = {}
     for r in rows:
@@ -423,7 +442,7 @@ def leaderboard(sf: SessionFactory, *, benchmark: str, metric: str | None = None
 
 
 def board_cases(sf: SessionFactory, *, benchmark: str, metric: str | None = None,
-                suite: str | None = None, limit: int = 50) -> list[dict]:
+                suite: str | None = None, limit: int = 50, device: str = "all") -> list[dict]:
     """The cases of a benchmark that have ok records, most uploaded first: a benchmark's
     board takes each upload's best case (right for "best TFLOP/s"), a case's board compares
     like with like (one model size, one precision) across GPUs."""
@@ -437,6 +456,9 @@ def board_cases(sf: SessionFactory, *, benchmark: str, metric: str | None = None
          .limit(limit))
     if suite:
         q = q.where(RunRow.suite == suite)
+    devices = _device_filter(device)
+    if devices:
+        q = q.where(*devices)
     from gpubench.compare import label
 
     with sf() as s:
@@ -462,10 +484,17 @@ def _higher_is_better(benchmark: str, metric: str) -> bool:
 
 
 def catalog(sf: SessionFactory) -> list[dict]:
-    """What has leaderboards: (suite, benchmark, metric, unit) with run and GPU counts."""
+    """What has leaderboards: (suite, benchmark, metric, unit) with the counts of runs and
+    models on GPUs (``runs``, ``gpus``: runs not on a CPU) and on CPUs (``cpu_runs``,
+    ``cpus``), which the boards keep apart."""
+    on_cpu = RunRow.device_type == "cpu"
+    gpu_run = sa.case((on_cpu, sa.null()), else_=RunRow.id)
+    cpu_run = sa.case((on_cpu, RunRow.id), else_=sa.null())
     q = (sa.select(RunRow.suite, RecordRow.benchmark, RecordRow.metric, func.max(RecordRow.unit).label("unit"),
-                   func.count(sa.distinct(RunRow.id)).label("runs"),
-                   func.count(sa.distinct(RunRow.gpu_key)).label("gpus"))
+                   func.count(sa.distinct(gpu_run)).label("runs"),
+                   func.count(sa.distinct(sa.case((on_cpu, sa.null()), else_=RunRow.gpu_key))).label("gpus"),
+                   func.count(sa.distinct(cpu_run)).label("cpu_runs"),
+                   func.count(sa.distinct(sa.case((on_cpu, RunRow.gpu_key), else_=sa.null()))).label("cpus"))
          .join(RunRow, RunRow.id == RecordRow.run_id)
          .where(RecordRow.status == "ok", RecordRow.is_probe.is_(False), RecordRow.value.is_not(None),
                 RecordRow.metric.is_not(None))
