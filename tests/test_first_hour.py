@@ -176,3 +176,13 @@ def test_no_option_shows_as_bare_text():
                 if record and re.search(r"\bTEXT\b", record[0]):
                     bare.append(f"{' '.join(path)} {record[0]}")
     assert not bare, bare
+
+
+@pytest.mark.parametrize("size, text", [(64 << 10, "copy 64 KiB"), (256 << 10, "copy 256 KiB"),
+                                        (64 << 20, "copy 64 MiB"), (3 << 29, "copy 1.5 GiB")])
+def test_a_small_buffer_is_not_labelled_zero_mib(size, text):
+    """compare and the progress line called a 64 KiB copy "copy 0 MiB": two different cases
+    under one label."""
+    from gpubench.compare import label
+
+    assert label("membw", {"op": "copy", "size_bytes": size}, "id") == text

@@ -47,7 +47,9 @@ class MemoryBandwidth(Benchmark):
         return 2 * params["size_bytes"]
 
     def label(self, params: Mapping[str, Any]) -> str:
-        return f"{params['op']} {params['size_bytes'] / 2**20:.0f} MiB"
+        from gpubench.units import format_bytes
+
+        return f"{params['op']} {format_bytes(params['size_bytes'])}"
 
     def prepare(self, params: Mapping[str, Any], device: DeviceInfo) -> Workload:
         n = params["size_bytes"] // 4
