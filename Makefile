@@ -2,6 +2,9 @@
 #   make run    set up .venv, run the main suite (gpubench run --suite mixed-precision) and end
 #               with the self-check: the run's training steps predicted from its own kernels
 #   make test   set up .venv with the test extras and run the test suite
+# and, for developers (not part of `make test`; see docs/mutation.md):
+#   make mutation   mutation-test the core modules, each against its own tests (MODULES="timing dtypes"
+#                   for some; ARGS="--max-children 1"); scores in build/mutation/summary.json
 #
 # TORCH picks the PyTorch build. With no NVIDIA driver it defaults to torch==2.13.0,
 # which resolves to the CPU wheel on gpubench's test machines; with one it is a plain
@@ -17,7 +20,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: run test test-fast bench venv clean
+.PHONY: run test test-fast bench venv clean mutation
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +44,15 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+# mutmut, pinned in the "mutation" extra, on top of the test extras.
+$(VENV)/.mutation: pyproject.toml $(VENV)/.installed
+	$(PIP) install $(PIP_FLAGS) -e ".[test,mutation]"
+	touch $@
+
+MODULES ?=
+mutation: venv $(VENV)/.mutation
+	$(PY) scripts/mutation.py $(MODULES) $(ARGS)
 
 bench: venv
 	$(PY) -m pytest benchmarks -q --benchmark-json results/pytest-benchmark.json $(ARGS)

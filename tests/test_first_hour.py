@@ -2,6 +2,7 @@
 points at commands that exist, and no cost printed for a run that cannot happen."""
 
 import re
+from pathlib import Path
 
 import click
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from cli_helpers import invoke, one_line_error
 from estimate_helpers import run_error, run_json
 from gpubench.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = ["--model", "llama3.1-8b", "--gpus", "64", "--tokens", "1B"]
 
@@ -186,3 +189,88 @@ def test_a_small_buffer_is_not_labelled_zero_mib(size, text):
     from gpubench.compare import label
 
     assert label("membw", {"op": "copy", "size_bytes": size}, "id") == text
+
+
+# ---- found by a new user's walk on a fresh clone ------------------------------------------
+
+@pytest.mark.parametrize("flag, typed", [("--price", "2,50"), ("--tokens", "1,5T"), ("--price", "1.000,50")])
+def test_a_decimal_comma_is_refused_not_read_as_thousands(capsys, flag, typed):
+    """`--price 2,50` read as $250/GPU-hour and `--tokens 1,5T` as 15T, exit 0: a 10–100×
+    wrong answer for anyone who writes decimals with a comma."""
+    args = ["estimate", "--model", "llama3.1-8b", "--gpu", "h100", "--gpus", "8", "--tokens", "1T", flag, typed]
+    line = run_error(capsys, *args)
+    assert typed in line and "dot" in line
+
+
+def test_a_thousands_separator_still_reads():
+    from gpubench.estimate.commands import parse_amount
+
+    assert parse_amount("--gpus", "1,024") == 1024 and parse_amount("--gpu-price", "30,000") == 30000
+    assert parse_amount("--tokens", "2,048,000") == 2_048_000
+
+
+def test_runs_started_in_the_same_second_keep_both_files(tmp_path, capsys, monkeypatch):
+    """A script starting one run per GPU gave every run the same default name (device, host,
+    second): both said `wrote results/…json` and one was lost. The default name is now
+    claimed exclusively; the next run gets `-2`."""
+    import gpubench.cli as cli_mod
+    from gpubench.outfiles import claim_new
+
+    first, second = claim_new(tmp_path / "r.json"), claim_new(tmp_path / "r.json")
+    assert first != second and first.exists() and second.exists()
+    # a whole run whose default name is taken by a finished run writes beside it
+    (tmp_path / "d.json").write_text('{"sentinel": true}')
+    monkeypatch.setattr(cli_mod, "default_out_path", lambda *a: tmp_path / "d.json")
+    code, _, err = invoke(capsys, "run", "--benchmark", "membw", "--size", "64K", "--quick", "--device", "cpu")
+    assert code == 0, err
+    assert (tmp_path / "d.json").read_text() == '{"sentinel": true}' and (tmp_path / "d-2.json").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--benchmark", "membw", "--size", "64K", "--out", "/proc/gpubench-x.json"], "cannot write in /proc"),
+    (["calibrate", "results/cpu-vm-20261201T231843Z.json", "-o", "/nonexistent-dir/p.json"], "does not exist"),
+])
+def test_an_unwritable_output_is_one_line_before_any_work(capsys, monkeypatch, args, needle):
+    """Both ended in a traceback (calibrate's after the profile was computed)."""
+    monkeypatch.chdir(ROOT)
+    code, _, err = invoke(capsys, *args)
+    one_line_error(code, err, needle)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--benchmark", "membw", "--shape", "64x64x64"], "--shape goes with --benchmark matmul"),
+    (["--benchmark", "matmul", "--size", "1M"], "--size goes with"),
+    (["--benchmark", "matmul", "-p", "foo=bar"], "-p foo"),
+    (["--benchmark", "membw", "-p", "model=tiny"], "-p model"),
+    (["--suite", "transformer", "--dtype", "fp8"], "no cpu cases for --dtype fp8"),
+    (["--dtype", ""], "names no precision"),
+])
+def test_an_option_the_run_would_ignore_is_refused(tmp_path, capsys, args, needle):
+    """Each of these ran the default case (or only copies) and exited 0: the user believed
+    their case was measured."""
+    code, _, err = invoke(capsys, "run", *args, "--quick", "--device", "cpu", "--out", tmp_path / "x.json")
+    one_line_error(code, err, needle)
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_an_attention_kernel_the_gpu_cannot_run_is_refused(capsys):
+    """`--attention flash3` on an A100 printed flash2's numbers under flash3's name."""
+    line = run_error(capsys, "estimate", "--gpu", "a100", *SMALL, "--attention", "flash3")
+    assert "flash3" in line and "hopper" in line and "ampere" in line
+    e = run_json(capsys, "estimate", "--gpu", "h100", *SMALL, "--attention", "flash3")
+    assert e["profile"]["attention"] == "flash3"
+
+
+def test_a_usage_error_points_at_the_help_of_the_command_typed(capsys):
+    """`hub serve --port 80000` said "see gpubench serve --help", which does not exist."""
+    code, _, err = invoke(capsys, "hub", "serve", "--port", "80000")
+    one_line_error(code, err, "(see gpubench hub serve --help)")
+    code, _, err = invoke(capsys, "run", "--suite")
+    one_line_error(code, err, "(see gpubench run --help)")
+
+
+def test_a_small_run_is_not_printed_as_zero(capsys):
+    """15M tokens printed "0.0B tokens" and "0.0 days"."""
+    code, out, _ = invoke(capsys, "estimate", "--model", "llama3.1-8b", "--gpu", "h100", "--gpus", "8",
+                          "--tokens", "15M")
+    assert code == 0 and "15.0M tokens" in out and "0.0 days" not in out and "0.0B" not in out

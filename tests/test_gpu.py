@@ -42,15 +42,17 @@ def test_matmul_check_and_time_on_gpu(gpu, dtype, extra, shape):
 
 
 def test_tf32_differs_from_fp32(gpu):
-    """If the TF32 switch did nothing, tf32 and fp32 would agree to fp32 rounding."""
-    from gpubench.dtypes import float32_matmul_precision
+    """If the TF32 switch did nothing, tf32 and fp32 would agree to fp32 rounding. The modes are
+    the project's own mapping (float32_matmul_mode, what the matmul benchmark runs under), so a
+    `tf32` that never enables TF32 fails here too."""
+    from gpubench.dtypes import float32_matmul_mode, float32_matmul_precision
 
     if gpu.unsupported_reason("tf32"):
         pytest.skip(gpu.unsupported_reason("tf32"))
     a = torch.randn(512, 512, device=gpu.torch_device)
-    with float32_matmul_precision("highest"):
+    with float32_matmul_precision(float32_matmul_mode("fp32")):
         exact = a @ a
-    with float32_matmul_precision("high"):
+    with float32_matmul_precision(float32_matmul_mode("tf32")):
         fast = a @ a
     ref = (a.double() @ a.double())
     assert (exact.double() - ref).norm() / ref.norm() < 1e-5

@@ -543,3 +543,40 @@ def test_api_docs_render_offline(page, hub):
                                   ".map(e => e.src || e.href).filter(u => /^https?:/.test(u) && new URL(u).host !== location.host)")
     assert outside == [] and external == []
     page.check_clean()
+
+
+def test_boards_draw_published_figures_as_marks_beside_an_imported_upload(page, hub):
+    """Guards issue 15: an nccl-tests log imported with `gpubench import` uploads like a
+    gpubench file and says it was imported; its case's board draws the published figures
+    of that case as reference marks labelled "published", never as bars or table rows of
+    uploads, at the values of the baselines table."""
+    from pathlib import Path
+    from urllib.parse import quote
+
+    from gpubench import baselines
+    from gpubench.importers import import_file
+    from gpubench.results import clean_floats
+
+    run = import_file(Path(__file__).parent / "data" / "import" / "nccl-tests" / "issue290-8xh100-all_reduce.txt")
+    client = hub.client()
+    status, answer, raw = client.upload(dumps(clean_floats(run.to_dict())))
+    client.close()
+    assert status == 201, raw
+    page.goto(f"/runs/{answer['id']}")
+    assert "imported from" in page.page.locator("main table").first.inner_text()
+    case = "all_reduce[dtype=fp32,inplace=True,size_bytes=1073741824,world_size=8]"
+    page.goto(f"/leaderboard?benchmark=all_reduce&case_id={quote(case)}")
+    want = baselines.for_board("all_reduce", "busbw_gbps", case)
+    assert want
+    svg = page.page.locator("svg.chart")
+    marks = svg.locator("g.chart-published")
+    assert sorted(float(v) for v in marks.evaluate_all("els => els.map(e => e.dataset.value)")) == \
+        sorted(b.value for b in want)
+    assert _svg_labels(svg)[1:] == [f"published: {b.label}" for b in want]
+    # Uploads stay bars, one per GPU model (both H100 runs in one); the ranking table lists no figure.
+    assert svg.locator("rect.chart-bar").count() == 1
+    assert len(_table_rows(page.page.locator("main table").first)) == 2
+    rows = _table_rows(page.page.locator("table.published"))
+    assert [r[1] for r in rows[1:]] == [b.label for b in want] and all(b.url in r[5] for b, r in zip(want, rows[1:]))
+    _assert_nothing_cut(page.page)
+    page.check_clean()

@@ -143,3 +143,111 @@ def test_membw_buffers_a_cache_can_hold_are_no_share_of_dram_bandwidth():
     m = bw.metrics(bw.normalize({"size_bytes": 16 << 20}), Workload(fn=lambda: None, bytes_moved=2.0 * (16 << 20)),
                    1e-3, cpu_like, None, {})
     assert m["served_from"] == "memory"
+
+
+# ---- the precision rules: tolerances and the float32 matmul mode ----------------------------------
+
+# The error scale of each precision's result, and how far from the float64 reference its check must
+# accept and must reject, in units of that scale (eps: the format's spacing at 1, torch.finfo().eps).
+# A correct kernel's error is its output rounding (≤ eps/2 an element) plus accumulation over long K;
+# "a few times that" is the budget, and an error one ulp-scale step beyond it must fail.
+#   fp32: accumulation over K = 16384 is ~64 eps; anything at TF32's scale (2^-13 and up) is a kernel
+#         that ran on TF32 tensor cores when IEEE fp32 was asked, and must fail.
+#   tf32, fp16: the 10-bit mantissa's eps 2^-10: half of it passes, 8 eps fails.
+#   bf16, fp8 (bf16 output): eps 2^-7: half of it passes, 2 eps fails.
+TOLERANCE_BUDGET = {
+    # precision: (output dtype, accept rel. error, reject rel. error)
+    "fp32": (torch.float32, 64 * 2**-23, 2**-13),
+    "tf32": (torch.float32, 0.5 * 2**-10, 8 * 2**-10),
+    "fp16": (torch.float16, 0.5 * 2**-10, 8 * 2**-10),
+    "bf16": (torch.bfloat16, 0.5 * 2**-7, 2 * 2**-7),
+    "fp8_e4m3": (torch.bfloat16, 0.5 * 2**-7, 2 * 2**-7),
+}
+
+
+def _kernel_off_by(a, w, c, rel, seed=0):
+    """A 'kernel' whose every output element is the exact product moved by ±rel (random signs),
+    then rounded to the output dtype: its error against float64 is rel (plus output rounding)."""
+    ref = a.double() @ w.double().t()
+    g = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, ref.shape, generator=g).double() * 2 - 1
+
+    def fn():
+        c.copy_((ref * (1 + rel * signs)).to(c.dtype))
+    return fn
+
+
+@pytest.mark.parametrize("name", sorted(TOLERANCE_BUDGET))
+def test_tolerance_accepts_rounding_and_rejects_one_step_further(name):
+    """Guards: the matmul tolerance table loosened (every bf16/fp16/fp8 tolerance ×1000 passed
+    before) or tightened past what a correct kernel's rounding needs. Each precision's check must
+    pass a result off by its stated budget and fail one off by the next ulp-scale step."""
+    from gpubench.dtypes import PRECISIONS, get_precision
+
+    dtype, accept, reject = TOLERANCE_BUDGET[name]
+    assert set(TOLERANCE_BUDGET) == set(PRECISIONS)          # a new precision needs its budget here
+    tol = get_precision(name).matmul_tolerance
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(128, 128, generator=g).to(dtype)
+    w = torch.randn(128, 128, generator=g).to(dtype)
+    c = torch.empty(128, 128, dtype=dtype)
+    block = _check(_kernel_off_by(a, w, c, accept), c, a, w, None, None, tol, torch.Generator().manual_seed(0))
+    assert block["rel_err"] == pytest.approx(accept, rel=0.5)
+    with pytest.raises(CheckFailed, match="rel err"):
+        _check(_kernel_off_by(a, w, c, reject), c, a, w, None, None, tol, torch.Generator().manual_seed(0))
+
+
+def _round_to_tf32(x: torch.Tensor) -> torch.Tensor:
+    """float32 → TF32 (10 explicit mantissa bits, round to nearest), kept in float32 storage."""
+    bits = x.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+
+
+def test_fp32_check_rejects_a_product_computed_in_tf32():
+    """Guards: an fp32 case that silently ran on TF32 tensor cores passing its check. The same
+    product with both operands rounded to TF32 (what a TF32 kernel computes) must fail fp32's
+    tolerance and pass tf32's."""
+    from gpubench.dtypes import get_precision
+
+    g = torch.Generator().manual_seed(2)
+    a, w = torch.randn(128, 512, generator=g), torch.randn(128, 512, generator=g)
+    c = torch.empty(128, 128)
+    tf32_product = (_round_to_tf32(a).double() @ _round_to_tf32(w).double().t()).float()
+    fn = lambda: c.copy_(tf32_product)  # noqa: E731
+    with pytest.raises(CheckFailed):
+        _check(fn, c, a, w, None, None, get_precision("fp32").matmul_tolerance, torch.Generator().manual_seed(0))
+    block = _check(fn, c, a, w, None, None, get_precision("tf32").matmul_tolerance, torch.Generator().manual_seed(0))
+    assert 1e-4 < block["rel_err"] < 2e-3           # TF32's own rounding, ~3e-4
+
+
+def test_only_tf32_enables_tf32(mm, cpu, monkeypatch):
+    """Guards: `tf32` never enabling TF32 (or fp32 enabling it): the float32 matmul mode each
+    precision's workload runs and checks under, read inside the workload's own context."""
+    import gpubench.benches.matmul as matmul_mod
+    from gpubench.dtypes import PRECISIONS, float32_matmul_mode
+
+    assert {p: float32_matmul_mode(p) for p in PRECISIONS} == {
+        "fp32": "highest", "tf32": "high", "bf16": "highest", "fp16": "highest", "fp8_e4m3": "highest"}
+    seen = {}
+    monkeypatch.setattr(matmul_mod, "_check", lambda *a, **k: seen.setdefault(
+        "check", torch.get_float32_matmul_precision()))
+    outside = torch.get_float32_matmul_precision()
+    for dtype, want in (("fp32", "highest"), ("tf32", "high")):
+        seen.clear()
+        # _prepare_dense directly: prepare() skips tf32 on a CPU, the mode is what is under test.
+        work = mm._prepare_dense(mm.normalize({"dtype": dtype, "m": 8, "n": 8, "k": 8}), cpu)
+        with work.context():
+            assert torch.get_float32_matmul_precision() == want, dtype
+        work.check()
+        assert seen["check"] == want, dtype
+        assert torch.get_float32_matmul_precision() == outside     # the switch is put back
+
+
+def test_precision_names_and_aliases():
+    """Guards: --dtype spellings: case and spaces, and `fp8` meaning fp8_e4m3 (estimate's name)."""
+    from gpubench.dtypes import get_precision
+
+    assert get_precision(" BF16 ").name == "bf16"
+    assert get_precision("fp8").name == get_precision("FP8").name == "fp8_e4m3"
+    with pytest.raises(GpubenchError, match=r"known: .*fp8, fp8_e4m3"):
+        get_precision("fp9")

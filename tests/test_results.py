@@ -125,3 +125,140 @@ def test_record_rejects_unknown_status():
 def test_migrate_rejects_non_dict():
     with pytest.raises(ResultFileError):
         migrate("text")
+
+
+def test_a_write_cut_off_halfway_leaves_the_previous_file(tmp_path):
+    """Guards: the result file rewritten in place (a plain open-and-write): a rewrite cut off
+    halfway (here by the file-size limit, as a full disk or a kill mid-write would) must leave the
+    previous complete file readable, not a truncated one, and no temporary file behind."""
+    import resource
+
+    path = tmp_path / "run.json"
+    w = ResultWriter(path, Run(suite="s", env={}))
+    w.add(_record(0))
+    before = path.read_bytes()
+    big = _record(1, timing={"method": "host_clock", "median_s": 1e-3, "samples_s": [1.2345e-3] * 4000})
+    new_size = len(json.dumps({**w.run.to_dict(), "records": [r.to_dict() for r in w.run.records + [big]]},
+                              indent=1))
+    assert new_size > 4 * len(before)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Python ignores SIGXFSZ: a write past the limit stops there and raises EFBIG.
+    resource.setrlimit(resource.RLIMIT_FSIZE, ((len(before) + new_size) // 2, hard))
+    try:
+        with pytest.raises(OSError):
+            w.add(big)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert path.read_bytes() == before
+    assert len(load_run(path).records) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+    w.flush()                                   # with room again, the next write has both records
+    assert len(load_run(path).records) == 2
+
+
+def test_a_loaded_run_is_the_run_that_was_written(tmp_path):
+    """Guards: a field lost or defaulted on the way to disk and back (suite, config, start and
+    finish times, tool, status, run id), and the path a loaded run remembers."""
+    path = tmp_path / "r.json"
+    run = Run(suite="mamf", env={"device": {"name": "x"}}, config={"quick": True, "timer": {"warmup_s": 0.1}},
+              started_at="2026-11-23T10:00:00+00:00", tool={"name": "gpubench", "version": "9.9"})
+    w = ResultWriter(path, run)
+    w.add(_record(0))
+    w.close("interrupted")
+    back = load_run(path)
+    assert back.to_dict() == run.to_dict()
+    assert (back.suite, back.config, back.started_at, back.tool, back.status) == (
+        "mamf", {"quick": True, "timer": {"warmup_s": 0.1}}, "2026-11-23T10:00:00+00:00",
+        {"name": "gpubench", "version": "9.9"}, "interrupted")
+    assert back.finished_at and back.path == path
+    doc = json.loads(path.read_text())
+    assert list(doc)[:11] == ["schema_version", "tool", "run_id", "suite", "status", "started_at", "finished_at",
+                              "units", "config", "env", "records"]
+    with pytest.raises(ValueError):
+        w.close("finished")                      # not a run status
+
+
+def test_a_v1_record_gets_every_v2_field(tmp_path):
+    """Guards: the v1 → v2 migration leaving out a field v2 readers expect (check, telemetry,
+    metrics, timing's method) or the run's status; and the migrated file writes back as v2."""
+    v1 = {"schema_version": 1, "suite": "s", "env": {},
+          "records": [{"benchmark": "membw", "params": {"size_bytes": 1}, "status": "ok",
+                       "stats": {"median_s": 0.5, "method": "cuda_event"}}]}
+    doc = migrate(json.loads(json.dumps(v1)))
+    r = doc["records"][0]
+    assert doc["schema_version"] == 2 and doc["status"] == "complete"
+    assert r["timing"] == {"method": "cuda_event", "median_s": 0.5} and "stats" not in r
+    assert r["check"] is None and r["telemetry"] is None and r["metrics"] == {}
+    assert "check" in r and "telemetry" in r
+    assert migrate({"schema_version": 1, "suite": "s", "env": {}})["records"] == []
+    assert migrate({**v1, "status": "interrupted"})["status"] == "interrupted"
+    run = Run.from_dict(doc)
+    assert run.to_dict()["schema_version"] == SCHEMA_VERSION == 2
+
+
+def test_what_json_cannot_hold_is_refused_or_converted(tmp_path):
+    """Guards: NaN or infinity written into a result file (not JSON: other readers fail), and
+    numpy/torch scalars or paths in a record breaking the write instead of being stored."""
+    import math
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from gpubench.results import clean_floats
+
+    path = tmp_path / "r.json"
+    w = ResultWriter(path, Run(suite="s", env={}))
+    w.add(_record(0, metrics={"tflops": np.float32(1.5), "n": torch.tensor(3), "where": Path("/x/y")}))
+    assert load_run(path).records[0].metrics == {"tflops": 1.5, "n": 3, "where": "/x/y"}
+    with pytest.raises(ValueError):
+        w.add(_record(1, metrics={"tflops": math.nan}))
+    w.run.records.pop()
+    with pytest.raises(TypeError, match="object is not JSON serialisable"):
+        w.add(_record(2, metrics={"what": object()}))
+    assert clean_floats({"a": [1.0, math.nan, (math.inf, -math.inf)], "b": {"c": 2.5}, "d": "x"}) == \
+        {"a": [1.0, None, [None, None]], "b": {"c": 2.5}, "d": "x"}
+
+
+def test_check_writable_makes_the_folder_and_refuses_to_overwrite(tmp_path):
+    """Guards: --out into a folder that does not exist yet failing late (after the run), and an
+    existing result replaced without --force."""
+    from gpubench.errors import GpubenchError
+    from gpubench.results import check_writable
+
+    deep = tmp_path / "a" / "b" / "r.json"
+    check_writable(deep)
+    assert deep.parent.is_dir()
+    check_writable(deep)                          # again: the folder exists, no error
+    deep.write_text("{}")
+    with pytest.raises(GpubenchError, match="already exists"):
+        check_writable(deep)
+    check_writable(deep, force=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GpubenchError, match="cannot create folder"):
+        check_writable(tmp_path / "file" / "sub" / "r.json")
+
+
+def test_dataframe_row_carries_the_run_and_the_record(tmp_path):
+    """Guards: to_dataframe dropping or misnaming a column: each row has its run's identity and
+    environment, the record's own fields, and every block flattened as block.key (no samples)."""
+    run = Run(suite="s", env={"device": {"type": "cuda", "name": "GPU", "spec_key": "h100-sxm"},
+                             "host": {"hostname": "h"}}, status="complete", started_at="2026-01-01T00:00:00+00:00")
+    rec = _record(0, check={"rel_err": 1e-3}, telemetry={"power_w": 500.0}, duration_s=1.5)
+    failed = _record(1, status="failed", error="boom", timing=None, metrics={})
+    run.records = [rec, failed]
+    path = tmp_path / "r.json"
+    ResultWriter(path, run).close("complete")
+    df = to_dataframe([path])
+    row = df.iloc[0].to_dict()
+    want = {"run_id": run.run_id, "suite": "s", "run_status": "complete",
+            "run_started_at": "2026-01-01T00:00:00+00:00", "file": str(path), "device_name": "GPU",
+            "device_type": "cuda", "spec_key": "h100-sxm", "host": "h", "case_id": rec.case_id,
+            "benchmark": "matmul", "status": "ok", "device": "cpu", "duration_s": 1.5,
+            "params.m": 64, "metrics.tflops": 1.5, "timing.median_s": 0.001, "check.rel_err": 1e-3,
+            "work.flops": 2 * 64 ** 3, "telemetry.power_w": 500.0}
+    assert {k: row[k] for k in want} == want
+    assert row["reason"] is None and df.iloc[0].isna()["error"]     # pandas turns the None it shares with "boom" to NaN
+    assert df.iloc[1]["error"] == "boom" and df.iloc[1]["status"] == "failed"
+    assert not [c for c in df.columns if "samples_s" in c]
+    assert to_dataframe([run]).iloc[0]["file"] is None        # a Run in memory has no file

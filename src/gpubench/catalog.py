@@ -74,11 +74,12 @@ def render_gpus(rows: list[dict]) -> str:
         body.append([r["key"], ", ".join(r["aliases"]) or "", f"{r['memory_gb']:g}",
                      f"{r['mem_bandwidth_gbps']:,.0f}", peak(r, "fp32"), peak(r, "tf32"), peak(r, "bf16"),
                      peak(r, "fp8"), f"${p['usd_per_gpu_hour']:.2f}" if p else "—",
-                     f"{p['provider'] or ''} {p['as_of']}".strip() if p else "no price: pass --price",
-                     "" if r["estimate"] else "run only"])
-    table = tabulate(body, headers=["--gpu", "also typed as", "GB", "HBM GB/s", "fp32", "tf32", "bf16", "fp8",
-                                    "$/GPU-h", "price from", ""],
-                     disable_numparse=True)
+                     f"{p['provider'] or ''} {p['as_of']}".strip() if p else "no price: pass --price"]
+                    + ([] if all(x["estimate"] for x in rows) else ["yes" if r["estimate"] else "no (run only)"]))
+    headers = ["--gpu", "also typed as", "GB", "HBM GB/s", "fp32", "tf32", "bf16", "fp8", "$/GPU-h", "price from"]
+    if not all(x["estimate"] for x in rows):
+        headers.append("estimate")
+    table = tabulate(body, headers=headers, disable_numparse=True)
     notes = ["dense datasheet peaks in TFLOP/s (no sparsity); a short name picks the form shown "
              "(SXM, the larger memory)", "prices: the on-demand $/GPU-hour estimate charges unless "
              "--price is given; sources:"]

@@ -52,11 +52,13 @@ def parse_params(items) -> dict:
 
 
 def parse_dtypes(text: str | None) -> list[str] | None:
-    if not text:
+    if text is None:
         return None
     from gpubench.dtypes import get_precision
 
     names = [get_precision(d.strip()).name for d in text.split(",") if d.strip()]
+    if not names:       # `--dtype ""` (an unset shell variable) must not mean "the default"
+        raise GpubenchError(f"--dtype {text!r} names no precision (e.g. --dtype bf16,fp8_e4m3)")
     return list(dict.fromkeys(names))       # fp8,fp8_e4m3 is one precision, measured once
 
 
@@ -160,6 +162,10 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
 
     if benchmark:
         bench = get_benchmark(benchmark)
+        unknown = sorted(set(extra) - bench.user_params) if bench.user_params is not None else []
+        if unknown:
+            raise GpubenchError(f"-p {unknown[0]}: {benchmark} takes no such parameter "
+                                f"(it takes {', '.join(sorted(bench.user_params))})")
         items = [Case(c.benchmark, {**c.params, **extra})
                  for c in _benchmark_cases(benchmark, dev, dtypes, shapes, scaling, size_bytes)]
         for case in items:
@@ -173,7 +179,9 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
             raise GpubenchError("--shape and --size go with --benchmark, not with a suite")
         name = suite or "mixed-precision"
         items = get_suite(name).items(dev, dtypes, nproc or (rank.world_size if rank else 1))
-        if not items:
+        # Items without a precision (copies, op overhead) survive any --dtype: a suite left
+        # with only those measured nothing the user asked for.
+        if not items or (dtypes and not any((getattr(i, "params", None) or {}).get("dtype") for i in items)):
             raise GpubenchError(f"suite {name} has no {dev.type} cases for --dtype {dtype}")
         if budget is not None:
             items = [Search(i.strategy, {**i.params, "budget_s": budget}) if isinstance(i, Search) else i
@@ -200,7 +208,10 @@ def run(suite, benchmark, dtype, shape, scaling, size_bytes, device, out, force,
 
         items = alone(items)
     root = rank is None or rank.is_root
-    out = out or (default_out_path(dev.slug, _hostname()) if root else None)
+    if root and out is None:
+        from gpubench.outfiles import claim_new
+
+        out = claim_new(default_out_path(dev.slug, _hostname()))
     if root:
         check_writable(out, force)
     if nproc is not None:
@@ -312,8 +323,17 @@ def _hostname() -> str:
 
 
 def _benchmark_cases(benchmark, dev, dtypes, shapes, scaling, size_bytes):
+    from gpubench.benches.comm import COLLECTIVES, cases
     from gpubench.registry import Case
 
+    # An option the benchmark does not read would be dropped and the default case measured
+    # under the user's belief that it was theirs.
+    if shapes and benchmark != "matmul":
+        raise GpubenchError(f"--shape goes with --benchmark matmul, not {benchmark}")
+    if size_bytes and benchmark not in ("membw", *COLLECTIVES):
+        raise GpubenchError(f"--size goes with --benchmark membw or a collective, not {benchmark}")
+    if dtypes and benchmark in ("op-overhead",):
+        raise GpubenchError(f"--dtype means nothing for {benchmark}")
     if benchmark == "matmul":
         shapes = shapes or [{"m": n, "n": n, "k": n} for n in ([8192] if dev.is_cuda else [256])]
         cases = []
@@ -331,8 +351,6 @@ def _benchmark_cases(benchmark, dev, dtypes, shapes, scaling, size_bytes):
             raise GpubenchError("--shape and --size mean nothing for transformer-step: use -p model=NAME")
         model = "350m" if dev.is_cuda else "tiny"
         return [Case(benchmark, {"model": model, "dtype": d}) for d in dtypes or ["bf16"]]
-    from gpubench.benches.comm import COLLECTIVES, cases
-
     if benchmark in COLLECTIVES:
         sizes = size_bytes or [(1 << 30) if dev.is_cuda else (1 << 20)]
         return cases(sizes, dtypes or ["fp32"], ops=[benchmark])
@@ -392,12 +410,17 @@ def list_(what, as_json):
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--probes", is_flag=True, help="also list every probe a search ran (mamf shapes, fits sizes)")
-def show(files, probes):
+@click.option("--json", "as_json", is_flag=True,
+              help="print each file's records, main figures and published comparisons as JSON")
+def show(files, probes, as_json):
     """Print the tables of one or more result files."""
-    from gpubench.report import render
+    from gpubench.report import render, show_json
     from gpubench.results import load_run
 
     runs = [load_run(f) for f in files]        # all parsed before anything is printed
+    if as_json:
+        click.echo(json.dumps([show_json(f, run_) for f, run_ in zip(files, runs)], indent=1, allow_nan=False))
+        return
     for i, (f, run_) in enumerate(zip(files, runs)):
         if i:
             click.echo("\n" + "=" * 80 + "\n")
@@ -464,6 +487,29 @@ def _add_compare_upload_commands() -> None:
 _add_compare_upload_commands()
 
 
+def _add_import_command() -> None:
+    from gpubench.importers.command import import_
+
+    cli.add_command(import_)
+
+
+_add_import_command()
+
+
+def _typed_command_path(args: list[str]) -> str:
+    """`gpubench run` for `gpubench run --suite`: the commands named before the options."""
+    cmd, path = cli, ["gpubench"]
+    for word in args:
+        if not isinstance(cmd, click.Group) or word.startswith("-"):
+            break
+        sub = cmd.get_command(click.Context(cmd), word)
+        if sub is None:
+            break
+        cmd = sub
+        path.append(word)
+    return " ".join(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _warning_line
     try:
@@ -472,8 +518,12 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"gpubench: error: {e}", err=True)
         sys.exit(2)
     except click.exceptions.UsageError as e:
-        hint = f" (see gpubench {e.ctx.info_name} --help)" if e.ctx and e.ctx.info_name != "gpubench" else \
-            " (see gpubench --help)"
+        # command_path is the whole chain ("gpubench hub serve"): info_name alone named
+        # commands that do not exist ("gpubench serve").
+        path = e.ctx.command_path if e.ctx else "gpubench"
+        if path == "gpubench":      # some errors carry the group's context: find the command typed
+            path = _typed_command_path(sys.argv[1:] if argv is None else argv)
+        hint = f" (see {path} --help)"
         click.echo(f"gpubench: error: {e.format_message()}{hint}", err=True)
         sys.exit(2)
     except click.exceptions.ClickException as e:

@@ -57,6 +57,8 @@ MAIN_METRICS: dict[str, tuple[str, str, bool]] = {
     "transformer-step": ("tokens_per_s", "tokens/s", True),
     "transformer-fits": ("largest_params", "params", True),
     "op-overhead": ("per_op_us", "µs", False),
+    # A test timed by pytest-benchmark that is no gpubench case (gpubench.importers.pytest_benchmark).
+    "pytest-benchmark": ("median_s", "s", False),
 }
 
 # Where a benchmark's % of peak comes from: (metric key, factor to percent).
@@ -68,6 +70,7 @@ _PCT_OF_PEAK: dict[str, tuple[str, float] | None] = {
     "transformer-step": ("mfu", 100.0),
     "transformer-fits": None,            # a parameter count has no peak
     "op-overhead": None,                 # nor does the cost of an operation
+    "pytest-benchmark": None,
     **{name: None for name in COLLECTIVE_NAMES},
 }
 
@@ -171,10 +174,14 @@ class RunInfo:
     started_at: str | None
     suite: str
     run_id: str
+    imported: str | None = None     # the tool that measured it ("nccl-tests 2.18.3"), for an imported file
 
     def to_json(self) -> dict:
-        return {"name": self.name, "gpu": self.gpu, "host": self.host, "started_at": self.started_at,
-                "suite": self.suite, "run_id": self.run_id}
+        out = {"name": self.name, "gpu": self.gpu, "host": self.host, "started_at": self.started_at,
+               "suite": self.suite, "run_id": self.run_id}
+        if self.imported:           # only imported files carry the key
+            out["imported"] = self.imported
+        return out
 
 
 @dataclass
@@ -194,14 +201,19 @@ class Row:
     significant: list[bool | None] = field(default_factory=list)
     # Per run: this run's record or run 1's has a high CoV (index 0: run 1's alone).
     noisy: list[bool] = field(default_factory=list)
+    # Per run: the published figures (gpubench.baselines.Match) its record is compared with.
+    published: list[list] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"case_id": self.case_id, "benchmark": self.benchmark, "label": self.label,
-                "metric": self.metric, "unit": self.unit, "values": list(self.values),
-                "ratios": list(self.ratios), "pct_of_peak": list(self.pct_of_peak),
-                "statuses": list(self.statuses),
-                "ratio_ci": [None if ci is None else [ci[0], ci[1]] for ci in self.ratio_ci],
-                "significant": list(self.significant), "noisy": list(self.noisy)}
+        out = {"case_id": self.case_id, "benchmark": self.benchmark, "label": self.label,
+               "metric": self.metric, "unit": self.unit, "values": list(self.values),
+               "ratios": list(self.ratios), "pct_of_peak": list(self.pct_of_peak),
+               "statuses": list(self.statuses),
+               "ratio_ci": [None if ci is None else [ci[0], ci[1]] for ci in self.ratio_ci],
+               "significant": list(self.significant), "noisy": list(self.noisy)}
+        if any(self.published):     # only where a published figure exists, per run
+            out["published"] = [[m.to_json() for m in found] for found in self.published]
+        return out
 
 
 @dataclass
@@ -227,12 +239,13 @@ class Comparison:
         import pandas as pd
 
         records = []
+        published = any(any(row.published) for row in self.rows)
         for row in self.rows:
             rec: dict[str, Any] = {"case_id": row.case_id, "benchmark": row.benchmark, "label": row.label,
                                    "metric": row.metric, "unit": row.unit}
-            for name, value, ratio, ci, sig, noisy, pct, status in zip(
+            for j, (name, value, ratio, ci, sig, noisy, pct, status) in enumerate(zip(
                     self._columns(), row.values, row.ratios, row.ratio_ci, row.significant, row.noisy,
-                    row.pct_of_peak, row.statuses):
+                    row.pct_of_peak, row.statuses)):
                 rec[name] = value
                 rec[f"{name} ratio"] = ratio
                 rec[f"{name} ratio lo"] = None if ci is None else ci[0]
@@ -241,11 +254,15 @@ class Comparison:
                 rec[f"{name} noisy"] = noisy
                 rec[f"{name} % of peak"] = pct
                 rec[f"{name} status"] = status
+                if published:
+                    found = row.published[j] if j < len(row.published) else []
+                    rec[f"{name} vs published"] = "; ".join(m.text() for m in found) or None
             records.append(rec)
         columns = ["case_id", "benchmark", "label", "metric", "unit"]
         for name in self._columns():
             columns += [name, f"{name} ratio", f"{name} ratio lo", f"{name} ratio hi", f"{name} significant",
                         f"{name} noisy", f"{name} % of peak", f"{name} status"]
+            columns += [f"{name} vs published"] if published else []
         return pd.DataFrame(records, columns=columns)
 
     def geomeans(self) -> list[Geomean | None]:
@@ -289,15 +306,25 @@ class Comparison:
         lines = [f"gpubench compare · {len(self.runs)} runs · ratios are each run ÷ run 1"]
         for i, r in enumerate(self.runs, 1):
             lines.append(f"run {i}: {r.name}\n       GPU {r.gpu} · host {r.host} · started {r.started_at or '?'}"
-                         f" · suite {r.suite} · run_id {r.run_id}")
+                         f" · suite {r.suite} · run_id {r.run_id}"
+                         + (f"\n       imported from {r.imported}: the tool's figures, not gpubench's timing"
+                            if r.imported else ""))
+        from gpubench.baselines import Footnotes
+
+        notes = Footnotes()
+        published = any(any(row.published) for row in self.rows)
         body = []
         for row in self.rows:
             cells = [row.benchmark, row.label,
                      f"{row.metric} ({row.unit})" if row.unit else row.metric]
             for j in range(len(self.runs)):
                 cells.append(self._cell(row, j))
+            if published:
+                found = [(j, f) for j, f in enumerate(row.published) if f]
+                cells.append("; ".join(f"run {j + 1}: {notes.cell(f)}" for j, f in found) or "—")
             body.append(cells)
         headers = ["benchmark", "case", "metric"] + [f"run {i}" for i in range(1, len(self.runs) + 1)]
+        headers += ["vs published"] if published else []
         parts = ["\n".join(lines)]
         parts.append(tabulate(body, headers=headers, disable_numparse=True) if body
                      else "no cases to compare")
@@ -318,6 +345,7 @@ class Comparison:
         if self.hidden_probes:
             summary.append(f"{self.hidden_probes} search probe record(s) not compared "
                            f"(their summaries are; --probes compares them too)")
+        summary += notes.lines()
         parts.append("\n".join(summary))
         return "\n\n".join(parts)
 
@@ -465,9 +493,12 @@ def _run_info(run: Run) -> RunInfo:
     env = run.env or {}
     dev = env.get("device") or {}
     host = env.get("host") or {}
+    prov = run.provenance or {}
+    imported = (str(prov.get("tool", "another tool")) + (f" {prov['tool_version']}" if prov.get("tool_version")
+                                                        else "")) if run.imported else None
     return RunInfo(name="", gpu=str(dev.get("name") or dev.get("label") or "?"),
                    host=str(host.get("hostname") or "?"), started_at=run.started_at,
-                   suite=run.suite, run_id=run.run_id)
+                   suite=run.suite, run_id=run.run_id, imported=imported)
 
 
 def _default_names(infos: list[RunInfo]) -> list[str]:
@@ -483,7 +514,8 @@ def _default_names(infos: list[RunInfo]) -> list[str]:
         names = [f"{n} · {i.run_id[:8]}" for n, i in zip(names, infos)]
     if len(set(names)) < len(names):
         names = [f"{n} #{k}" for k, n in enumerate(names, 1)]
-    return names
+    # Said in the name, which the CSV's columns and the plot's legend carry too.
+    return [n + (" · imported" if i.imported else "") for n, i in zip(names, infos)]
 
 
 def compare_runs(runs: Sequence[Run], names: Sequence[str] | None = None, *,
@@ -504,6 +536,9 @@ def compare_runs(runs: Sequence[Run], names: Sequence[str] | None = None, *,
     for info, name in zip(infos, names):
         info.name = name
 
+    from gpubench import baselines
+
+    gpus = [baselines.gpu_key(run.env) for run in runs]
     order: list[str] = []
     first: dict[str, Record] = {}
     chosen: list[dict[str, Record]] = []
@@ -556,5 +591,7 @@ def compare_runs(runs: Sequence[Run], names: Sequence[str] | None = None, *,
                         metric=key, unit=unit, values=values, ratios=ratios, pct_of_peak=pcts,
                         statuses=statuses, higher_is_better=higher, ratio_ci=cis,
                         significant=[None] + [uncertainty.significant(ci) for ci in cis[1:]],
-                        noisy=noisy))
+                        noisy=noisy,
+                        published=[baselines.matches(rec, gpu) if rec is not None else []
+                                   for rec, gpu in zip(recs, gpus)]))
     return Comparison(runs=infos, rows=rows, hidden_probes=hidden)

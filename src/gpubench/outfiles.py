@@ -56,7 +56,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def check_output(path: str | os.PathLike, flag: str, *, force: bool = False,
                  inputs: Iterable[str | os.PathLike] = (),
-                 others: Iterable[tuple[str, str | os.PathLike | None]] = ()) -> None:
+                 others: Iterable[tuple[str, str | os.PathLike | None]] = (),
+                 create_parent: bool = False) -> None:
     """Refuse ``path`` as the output of ``flag`` if writing it could destroy a file.
 
     ``inputs`` are the files the command reads (never written, whatever ``force``
@@ -81,6 +82,41 @@ def check_output(path: str | os.PathLike, flag: str, *, force: bool = False,
             empty = False
         if not empty:
             raise GpubenchError(f"{flag} {path} already exists; --force overwrites it")
+    if path.parent.is_dir():
+        probe_folder(path, flag)
+    elif not create_parent:
+        raise GpubenchError(f"{flag} {path}: folder {path.parent} does not exist")
+
+
+def probe_folder(path: Path, flag: str) -> None:
+    """Fail now, in one line, if ``path``'s folder takes no new file: a read-only folder,
+    /proc, a full disk. Checking permissions says too little (root passes them all); the
+    probe is the temporary file the atomic write will make."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    except OSError as e:
+        raise GpubenchError(f"{flag} {path}: cannot write in {path.parent} ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def claim_new(path: Path) -> Path:
+    """Create ``path`` empty and exclusively, or ``stem-2``, ``stem-3``… if it exists: two
+    runs started in the same second (one per GPU from a script) would otherwise pick the
+    same default name and the second would replace the first. The empty file holds the
+    name until the run writes it (an empty file counts as nothing to lose)."""
+    for i in range(1, 1000):
+        candidate = path if i == 1 else path.with_name(f"{path.stem}-{i}{path.suffix}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise GpubenchError(f"cannot write {candidate}: {e.strerror} (give --out)") from None
+        os.close(fd)
+        return candidate
+    raise GpubenchError(f"{path}: a thousand runs already hold this name; give --out")
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
@@ -94,7 +130,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
         mode = new_file_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise GpubenchError(f"cannot write {path}: {e.strerror} in {path.parent}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

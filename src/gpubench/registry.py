@@ -40,6 +40,10 @@ class Workload:
 class Benchmark(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
+    # The parameters a person may set with `run --benchmark NAME -p KEY=VALUE`; None: the
+    # benchmark's normalize refuses unknown ones itself. A key outside the set would be
+    # carried, ignored, and the run would look like a measurement of it.
+    user_params: ClassVar[frozenset[str] | None] = None
 
     def normalize(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and fill in defaults; raise GpubenchError naming a bad parameter."""

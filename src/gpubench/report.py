@@ -68,7 +68,7 @@ def header(run: Run) -> list[str]:
     host = env.get("host") or {}
     lines = [f"gpubench {run.suite} · device: {dev.get('type', '?')} · {dev.get('name', '?')}"
              + (f" ({dev.get('label')})" if dev.get("type") == "cuda" else "")
-             + f" · run {run.status} · {run.started_at}"]
+             + f" · run {run.status} · {run.started_at or 'start time not stated'}"]
     peaks = dev.get("peak_tflops")
     if peaks:
         text = " · ".join(f"{k} {v:g}" for k, v in peaks.items())
@@ -80,11 +80,27 @@ def header(run: Run) -> list[str]:
                      "code path; they are not GPU measurements.")
     else:
         lines.append("this GPU is not in the hardware table: no % of peak, no MFU")
+    if run.imported:
+        lines += imported_lines(run)
+        return lines
     driver = (env.get("gpu") or {}).get("driver_version")
     lines.append(f"torch {sw.get('torch')} · CUDA {sw.get('torch_cuda') or '—'}"
                  + (f" · driver {driver}" if driver else "")
                  + f" · triton {sw.get('triton') or '—'} · host {host.get('hostname')}")
     return lines
+
+
+def imported_lines(run: Run) -> list[str]:
+    """What an imported file says of itself: the tool, the original file, the software it states."""
+    p = run.provenance or {}
+    tool = p.get("tool", "?") + (f" {p['tool_version']}" if p.get("tool_version") else "")
+    sha = str(p.get("source_sha256") or "")
+    sw = ", ".join(f"{k} {v}" for k, v in ((run.env or {}).get("software") or {}).items() if v)
+    host = ((run.env or {}).get("host") or {}).get("hostname")
+    return [f"imported from {tool} ({p.get('format', '?')}): file {p.get('source_file')} sha256 {sha[:16]}…, "
+            f"by {p.get('imported_by', 'gpubench import')} at {p.get('imported_at', '?')}",
+            "the figures are the tool's own, as it measured and printed them; gpubench did not time them"
+            + (f" · software stated: {sw}" if sw else "") + (f" · host {host}" if host else "")]
 
 
 def _spread(rec: Record) -> str:
@@ -197,17 +213,19 @@ def membw_table(records: list[Record]) -> str:
     return _table(rows, ["op", "buffer", "GB/s", "p10–p90", "CoV", "% peak", "W"])
 
 
-def mamf_table(records: list[Record]) -> str:
+def mamf_table(records: list[Record], published: dict | None = None) -> str:
     rows = []
     for r in records:
         if r.status != "ok":
             continue
         m = r.metrics
-        rows.append([_dtype(r.params), _sig(m.get("tflops")), f"{m['best_m']}×{m['best_n']}×{m['best_k']}",
+        # mean and fastest iteration: what an imported mamf-finder file reports besides the median
+        rows.append([_dtype(r.params), _sig(m.get("tflops")), _sig(m.get("tflops_mean")), _sig(m.get("tflops_max")),
+                     f"{m['best_m']}×{m['best_n']}×{m['best_k']}",
                      _fmt(m.get("pct_of_peak"), 1), _cov(r), m.get("probes"),
-                     _fmt(m.get("search_s"), 0, " s"), m.get("stopped")])
-    return _table(rows, ["dtype", "max TFLOP/s", "at m×n×k", "% peak", "CoV", "probes",
-                                   "searched", "stopped"])
+                     _fmt(m.get("search_s"), 0, " s"), m.get("stopped"), (published or {}).get(id(r), "—")])
+    return _table(rows, ["dtype", "max TFLOP/s", "mean-time TFLOP/s", "fastest-iteration TFLOP/s", "at m×n×k",
+                         "% peak", "CoV", "probes", "searched", "stopped", "vs published"])
 
 
 def _attn_shape(p: dict) -> str:
@@ -221,7 +239,7 @@ def _attn_case(p: dict) -> str:
     return f"{p['impl']} {p['direction']} {p['dtype']} {_attn_shape(p)}" + (" causal" if p.get("causal") else "")
 
 
-def attention_table(records: list[Record]) -> str:
+def attention_table(records: list[Record], published: dict | None = None) -> str:
     rows = []
     for r in records:
         if r.status != "ok":
@@ -230,9 +248,9 @@ def attention_table(records: list[Record]) -> str:
         rows.append([p["impl"], p["direction"], "yes" if p["causal"] else "no", p["dtype"],
                      _attn_shape(p), _sig(m.get("tflops")), _spread(r), _cov(r),
                      _fmt(m.get("pct_of_peak"), 1), _fmt(m.get("power_w"), 0),
-                     f"{(r.check or {}).get('rel_err', float('nan')):.1e}"])
+                     f"{(r.check or {}).get('rel_err', float('nan')):.1e}", (published or {}).get(id(r), "—")])
     return _table(rows, ["impl", "dir", "causal", "dtype", "B×H×N×D", "TFLOP/s", "p10–p90", "CoV",
-                         "% peak", "W", "rel err"])
+                         "% peak", "W", "rel err", "vs published"])
 
 
 def attention_compare_table(records: list[Record]) -> str:
@@ -288,7 +306,7 @@ def _bytes(n: int) -> str:
     return format_bytes(n)
 
 
-def comm_table(records: list[Record]) -> str:
+def comm_table(records: list[Record], published: dict | None = None) -> str:
     """nccl-tests' columns: one row per collective, size, dtype and form."""
     rows = []
     for r in records:
@@ -298,9 +316,9 @@ def comm_table(records: list[Record]) -> str:
         rows.append([r.benchmark, _bytes(int(p.get("size_bytes", 0))), p.get("dtype"),
                      "in" if p.get("inplace") else "out", p.get("world_size"),
                      _fmt(m.get("latency_us"), 1), _sig(m.get("algbw_gbps")), _sig(m.get("busbw_gbps")),
-                     _fmt(m.get("straggler_ratio"), 3), _cov(r)])
+                     _fmt(m.get("straggler_ratio"), 3), _cov(r), (published or {}).get(id(r), "—")])
     return _table(rows, ["op", "size", "dtype", "place", "ranks", "time µs", "algbw GB/s",
-                         "busbw GB/s", "straggler", "CoV"])
+                         "busbw GB/s", "straggler", "CoV", "vs published"])
 
 
 # ---- transformer-step: a training step; cross-record ratios from equal cases ----
@@ -377,7 +395,7 @@ def _groups(records: list[Record], vary: str) -> list[list[Record]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
-def transformer_table(records: list[Record]) -> str:
+def transformer_table(records: list[Record], published: dict | None = None) -> str:
     rows = []
     steps = [r for r in records if r.benchmark == STEP and r.status == "ok"]
     multi = any(_world(r) > 1 for r in steps)
@@ -398,10 +416,11 @@ def transformer_table(records: list[Record]) -> str:
             _pct(m.get("mfu")), _pct(m.get("hfu")), _gib(m.get("peak_memory_bytes")),
             _sig(saved / 2**20) if saved is not None else "—",
             _sig(energy * 1e3) if energy is not None else "—", _sig(m.get("usd_per_million_tokens")),
+            (published or {}).get(id(r), "—"),
         ])
     return _table(rows, ["model (params)", "dtype", "mb×accum", "ckpt", "compile", "parallel", "attention",
                          "search", "step ms", "tokens/s", "tokens/s/GPU", "MFU %", "HFU %", "peak GiB",
-                         "saved act. MiB", "mJ/token", "$/M tokens"])
+                         "saved act. MiB", "mJ/token", "$/M tokens", "vs published"])
 
 
 def transformer_speedup_table(records: list[Record]) -> str:
@@ -509,8 +528,36 @@ _INTERVAL = re.compile(r" \[[-+\d.,]+–[-+\d.,]+\]")
 _NOT_SIG = re.compile(rf" {re.escape(uncertainty.NOT_SIGNIFICANT)}(?= |$)", re.M)
 
 
+def _published(run: Run) -> tuple[dict[int, str], list[str]]:
+    """id(record) -> its "vs published" cell, and the footnotes citing their sources."""
+    from gpubench import baselines
+
+    notes = baselines.Footnotes()
+    cells = {rid: notes.cell(found) for rid, found in baselines.for_run(run).items()}
+    return cells, notes.lines()
+
+
+def show_json(path, run: Run) -> dict:
+    """``gpubench show --json``: per record its case, main figure and the published figures
+    it is compared with (``vs published``); the run's provenance where it was imported."""
+    from gpubench import baselines
+    from gpubench.compare import main_metric
+    from gpubench.results import clean_floats
+
+    found = baselines.for_run(run)
+    records = []
+    for r in run.records:
+        metric, value, unit, pct = main_metric(r)
+        records.append({"case_id": r.case_id, "benchmark": r.benchmark, "status": r.status, "metric": metric or None,
+                        "value": value, "unit": unit or None, "pct_of_peak": pct,
+                        "published": [m.to_json() for m in found.get(id(r), [])]})
+    return clean_floats({"file": str(path), "suite": run.suite, "status": run.status, "run_id": run.run_id,
+                         "gpu": baselines.gpu_key(run.env), "provenance": run.provenance, "records": records})
+
+
 def render(run: Run, show_probes: bool = False) -> str:
     parts = ["\n".join(header(run))]
+    published, published_notes = _published(run)
     ratio_tables: list[str] = []        # the tables with ratio cells, for their footnote
     by_bench: dict[str, list[Record]] = defaultdict(list)
     for r in run.records:
@@ -534,22 +581,24 @@ def render(run: Run, show_probes: bool = False) -> str:
                      + step_gemm_table(step_gemms))
     if by_bench.get("mamf"):
         parts.append("maximum achievable matmul (search; the best shape re-measured)\n"
-                     + mamf_table(by_bench["mamf"]))
+                     + mamf_table(by_bench["mamf"], published))
     if any(r.status == "ok" for r in by_bench.get("attention", [])):
         parts.append("attention (TFLOP/s: fwd 4·B·H·N²·D, half when causal; fwd+bwd 3.5× fwd)\n"
-                     + attention_table(by_bench["attention"]))
+                     + attention_table(by_bench["attention"], published))
         parts.append("attention: Triton vs SDPA (TFLOP/s; best SDPA = the fastest backend measured)\n"
                      + attention_compare_table(by_bench["attention"]))
     comm = [r for name in COLLECTIVES for r in by_bench.get(name, [])]
     if any(r.status == "ok" for r in comm):
-        parts.append("collectives (time = slowest rank; busbw = algbw × nccl-tests' factor: "
-                     "2(n−1)/n all_reduce, (n−1)/n gather/scatter/all_to_all, 1 broadcast/sendrecv)\n"
-                     + comm_table(comm))
+        parts.append(("collectives (time, algbw and busbw as the imported tool printed them; busbw = algbw × "
+                      "nccl-tests' factor: " if run.imported else
+                      "collectives (time = slowest rank; busbw = algbw × nccl-tests' factor: ")
+                     + "2(n−1)/n all_reduce, (n−1)/n gather/scatter/all_to_all, 1 broadcast/sendrecv)\n"
+                     + comm_table(comm, published))
     steps = by_bench.get(STEP, [])
     if any(r.status == "ok" for r in steps):
         parts.append("transformer training step (fwd+bwd+AdamW; tokens/s over all ranks; MFU = model FLOP/s ÷ "
                      "dense peak, HFU adds checkpointing's recomputation; peak = CUDA allocator or CPU RSS)\n"
-                     + transformer_table(steps))
+                     + transformer_table(steps, published))
         speedups, ckpt = transformer_speedup_table(steps), checkpointing_table(steps)
         ratio_tables += [speedups, ckpt]
         for title, table in (("transformer: speed-up by precision (tokens/s ÷ the same case in fp32, bf16)",
@@ -575,6 +624,8 @@ def render(run: Run, show_probes: bool = False) -> str:
     probs = problems(run.records)
     if probs:
         parts.append("\n".join(probs))
+    if published_notes:
+        parts.append("\n".join(published_notes))
     if any(_INTERVAL.search(t) for t in ratio_tables):
         parts.append("ratios: [90% interval from both cases' timing samples]"
                      + (f"; {uncertainty.NOT_SIGNIFICANT_NOTE}" if any(_NOT_SIG.search(t) for t in ratio_tables)

@@ -12,7 +12,8 @@ Layout (schema 2)::
       "units": {…},                   # what each unit suffix means
       "config": {…},                  # timer settings and command-line choices
       "env": {…},                     # gpubench.env.fingerprint()
-      "records": [Record, …]
+      "records": [Record, …],
+      "provenance": {…}               # only in files `gpubench import` made from another tool's output
     }
 
 A record says what was measured (``benchmark``, ``params``), whether it was
@@ -141,7 +142,14 @@ class Run:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     schema_version: int = SCHEMA_VERSION
     tool: dict = field(default_factory=lambda: {"name": "gpubench", "version": __version__})
+    # Set by `gpubench import` (gpubench.importers): which tool measured the figures, and the
+    # SHA-256 of the file they came from. None for a run gpubench measured itself.
+    provenance: dict | None = None
     path: Path | None = None        # where it was loaded from; not serialised
+
+    @property
+    def imported(self) -> bool:
+        return isinstance(self.provenance, dict) and bool(self.provenance.get("imported"))
 
     def to_dict(self) -> dict:
         return {
@@ -156,6 +164,8 @@ class Run:
             "config": self.config,
             "env": self.env,
             "records": [r.to_dict() for r in self.records],
+            # Only imported files carry the key: gpubench's own files stay as they were.
+            **({"provenance": self.provenance} if self.provenance is not None else {}),
         }
 
     @classmethod
@@ -172,6 +182,7 @@ class Run:
             status=d.get("status", "complete"), started_at=d.get("started_at"),
             finished_at=d.get("finished_at"), run_id=d.get("run_id") or uuid.uuid4().hex,
             schema_version=SCHEMA_VERSION, tool=d.get("tool", {"name": "gpubench"}),
+            provenance=d["provenance"] if isinstance(d.get("provenance"), dict) else None,
         )
 
 
@@ -242,15 +253,14 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def check_writable(path: Path, force: bool = False) -> None:
     """Fail before anything runs if the result cannot be written or would destroy one."""
-    from gpubench.outfiles import check_output
+    from gpubench.outfiles import check_output, probe_folder
 
-    check_output(path, "--out", force=force)
+    check_output(path, "--out", force=force, create_parent=True)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise GpubenchError(f"--out {path}: cannot create folder {path.parent} ({e.strerror})") from None
-    if not os.access(path.parent, os.W_OK):
-        raise GpubenchError(f"--out {path}: folder {path.parent} is not writable")
+    probe_folder(path, "--out")
 
 
 class ResultWriter:

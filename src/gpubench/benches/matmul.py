@@ -47,6 +47,7 @@ def quantize_fp8(x: torch.Tensor, rowwise: bool) -> tuple[torch.Tensor, torch.Te
 @register_benchmark
 class Matmul(Benchmark):
     name = "matmul"
+    user_params = frozenset({"dtype", "m", "n", "k", "scaling", "fast_accum", "layout"})
     description = "C = A·Wᵀ in fp32/tf32/bf16/fp16/fp8_e4m3: TFLOP/s and % of dense peak"
 
     def normalize(self, params: Mapping[str, Any]) -> dict[str, Any]:

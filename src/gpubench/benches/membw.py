@@ -28,6 +28,7 @@ CACHE_FACTOR = 2        # a buffer up to twice the cache (source and copy: 4×) 
 @register_benchmark
 class MemoryBandwidth(Benchmark):
     name = "membw"
+    user_params = frozenset({"size_bytes", "op"})
     description = "device-to-device copy: GB/s counting bytes read and written, % of datasheet bandwidth"
 
     def normalize(self, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -51,7 +51,8 @@ What each field is made of
 Notes format: one line each, starting with a tag:
 ``gpu:``, ``file:``, ``measured <field> = <value>: <how> [<file> #<index> <case id>]``,
 ``default <field> = <value> (<default profile name>)``, ``skipped: …``, ``ignored: …``,
-``check: …``.
+``check: …``, ``published: …`` (a measured GEMM ceiling against the maximum achievable matmul
+published for the same GPU, ``gpubench.baselines``).
 """
 
 from __future__ import annotations
@@ -593,6 +594,9 @@ def build_profile(paths: Sequence[str | Path]) -> tuple[Profile, list[str]]:
     for name in sorted(measured, key=lambda n: (not n.startswith("gemm"), n)):
         value, how = measured[name]
         notes.append(f"measured {name} = {_fmt(value)}: {how}")
+    from gpubench.baselines import ceiling_notes
+
+    notes.extend(ceiling_notes(spec.key, {k: frac * spec.peak(k) for k, (frac, _) in gemm.items()}))
     from_default: list[str] = []
     for key in sorted(default.gemm_ceiling):
         if key not in gemm:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import click
@@ -28,18 +29,35 @@ PRECISION_SPELLINGS = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp8_e4m3":
                        "tf32": "tf32", "fp32": "fp32"}
 
 
+# What each kind of amount looks like, for the error that refuses a malformed one.
+EXAMPLES = {"--tokens": "300e9 or 300B", "--price": "2.5 (USD per GPU-hour)",
+            "--gpu-price": "30000 or 30k", "--node-price": "300000 or 300k",
+            "--electricity-price": "0.08 (USD per kWh)", "--mfu": "0.45", "--hfu": "0.5"}
+# Thousands separators only where they are one: "1,024" and "2,048,000", not "2,50".
+_GROUPED = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+
+
 def parse_amount(flag: str, text) -> float:
-    """300e9, 300B, 2T, 1.5M, 4096 → float; errors name the flag."""
+    """300e9, 300B, 2T, 1.5M, 4096, 1,024 → float; errors name the flag.
+
+    A comma is a thousands separator only between groups of three digits: "2,50" or
+    "1,5T" (a decimal comma) would otherwise read as 250 and 15T, a 10–100× error with
+    exit 0, so they are refused."""
     if text is None:
         return None
-    s = str(text).strip().lower().replace("_", "").replace(",", "")
+    s = str(text).strip().lower().replace("_", "")
     mult = 1.0
     if s and s[-1] in SUFFIX:
         mult, s = SUFFIX[s[-1]], s[:-1]
+    if "," in s:
+        if not _GROUPED.match(s):
+            raise GpubenchError(f"{flag} {text!r}: a comma here is not a thousands separator; "
+                                f"write decimals with a dot (e.g. {EXAMPLES.get(flag, '2.5')})")
+        s = s.replace(",", "")
     try:
         value = float(s) * mult
     except ValueError:
-        raise GpubenchError(f"{flag} {text!r} is not a number (e.g. 300e9 or 300B)") from None
+        raise GpubenchError(f"{flag} {text!r} is not a number (e.g. {EXAMPLES.get(flag, '4096')})") from None
     if not math.isfinite(value) or value <= 0:
         raise GpubenchError(f"{flag} {text!r} must be a positive number")
     if flag in LIMITS and value > LIMITS[flag]:

@@ -101,6 +101,14 @@ def default_global_batch(model: ModelConfig, micro_batch: int, dp: int) -> int:
     return target * per_step
 
 
+# Where each fused attention kernel exists: FlashAttention-3 is written for Hopper's TMA and
+# WGMMA; FlashAttention-2 and cuDNN's fused attention need sm80 or newer (FA2 also has a ROCm
+# port for MI300). An estimate must not time a kernel the GPU cannot run.
+KERNEL_ARCHS = {"flash3": frozenset({"hopper"}),
+                "flash2": frozenset({"ampere", "ada", "hopper", "blackwell", "cdna3"}),
+                "cudnn": frozenset({"ampere", "ada", "hopper", "blackwell"})}
+
+
 def no_rate_message(gpu, precision: str) -> str:
     """A GPU without a datasheet rate for the precision: say so, and what it does have."""
     hint = " (try --precision fp16)" if precision == "bf16" and gpu.peak("fp16") else ""
@@ -241,9 +249,12 @@ class StepModel:
         family = self.stack.attention.get(self.cluster.gpu.arch, "flash2")
         if asked == "auto":
             return family
-        if asked == "flash":
-            return family if family != "unfused" else "flash2"
-        return asked
+        chosen = (family if family != "unfused" else "flash2") if asked == "flash" else asked
+        arch = self.cluster.gpu.arch
+        if chosen in KERNEL_ARCHS and arch not in KERNEL_ARCHS[chosen]:
+            raise GpubenchError(f"--attention {asked}: {chosen} runs on {', '.join(sorted(KERNEL_ARCHS[chosen]))} "
+                                f"GPUs and {self.cluster.gpu.key} is {arch} (--attention auto picks what runs there)")
+        return chosen
 
     # -- helpers
     def gemm(self, m, n, k, batch=1, peak=None, ceiling=None, elem_bytes=None, precision=None,

@@ -62,6 +62,24 @@ def _cloud_price(e: dict, price_given: bool | None) -> tuple[str, str | None]:
             f"AWS first; --price replaces it)"), f"cloud price source ({b['as_of']}): {b['source']}"
 
 
+def _count(x: float) -> str:
+    """15M, 300B, 15T: a token count in the unit it reaches (a small run is not "0.0B")."""
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= size:
+            return f"{x / size:,.1f}{unit}"
+    return f"{x:,.0f}"
+
+
+def _duration_days(days: float) -> str:
+    if days >= 1:
+        return f"{days:,.1f} days"
+    return f"{days * 24:,.1f} hours" if days * 24 >= 1 else f"{days * 1440:,.1f} minutes"
+
+
+def _energy(kwh: float) -> str:
+    return f"{kwh / 1e3:,.0f} MWh" if kwh >= 1e4 else f"{kwh:,.1f} kWh"
+
+
 def render_estimate(e: dict, *, price_given: bool | None = None) -> str:
     m, c, lay, prof = e["model"], e["cluster"], e["layout"], e["profile"]
     unc = e.get("uncertainty")
@@ -69,8 +87,8 @@ def render_estimate(e: dict, *, price_given: bool | None = None) -> str:
     lines = [
         f"{m['name']}: {m['params'] / 1e9:,.1f}B parameters"
         + (f" ({m['active_params'] / 1e9:,.1f}B active)" if m["active_params"] != m["params"] else "")
-        + f", {e['tokens'] / 1e9:,.1f}B tokens",
-        f"{c['gpus']:,} × {c['gpu']} ({c['nodes']:,} nodes), {lay['precision']}, {_layout(lay)}, "
+        + f", {_count(e['tokens'])} tokens",
+        f"{c['gpus']:,} × {c['gpu']} ({c['nodes']:,} node{'s' if c['nodes'] != 1 else ''}), {lay['precision']}, {_layout(lay)}, "
         f"global batch {lay['global_batch']:,} × {e['tokens_per_step'] // lay['global_batch']:,} tokens",
         f"throughput from the {e['throughput_source']}; stack {e['framework']} (attention {prof['attention']}); "
         f"profile {prof['name']} (measured on {prof['measured_on']})",
@@ -87,12 +105,12 @@ def render_estimate(e: dict, *, price_given: bool | None = None) -> str:
         ["tokens/s", f"{e['tokens_per_s']:,.0f} ({e['tokens_per_s'] / c['gpus']:,.0f} per GPU)"],
         ["model TFLOP/s per GPU", f"{e['model_tflops_per_gpu']:,.1f} (MFU {100 * e['mfu']:.1f}%)"],
         ["hardware TFLOP/s per GPU", f"{e['hardware_tflops_per_gpu']:,.1f} (HFU {100 * e['hfu']:.1f}%)"],
-        ["training time", f"{e['train_days']:,.1f} days ({ideal['train_days']:,.1f} uninterrupted; goodput "
-                          f"{100 * good['goodput']:.1f}%)"],
+        ["training time", f"{_duration_days(e['train_days'])} ({_duration_days(ideal['train_days'])} "
+                          f"uninterrupted; goodput {100 * good['goodput']:.1f}%)"],
         ["GPU-hours", f"{e['gpu_hours']:,.0f}" + (f" ({level} range "
                                                    f"{_range(*unc['gpu_hours'], lambda x: f'{x:,.0f}')})"
                                                    if unc else "")],
-        ["energy", f"{e['energy_kwh'] / 1e3:,.0f} MWh"],
+        ["energy", _energy(e["energy_kwh"])],
         ["cost, cloud rental", _usd(e["cost_usd"]["cloud"]) + (
             f" at ${e['cost_details']['cloud']['usd_per_gpu_hour']:,.2f}/GPU-hour"
             if e["cost_details"].get("cloud") else "") + (
@@ -152,8 +170,9 @@ def render_plan(results: list[dict], stats: dict, *, price_given: bool | None = 
     table = tabulate([row(i, e) for i, e in enumerate(results, 1)], headers=headers, disable_numparse=True)
     out = f"{head}\n\n{table}"
     fams = stats.get("families") or {}
-    if fams:
-        out += "\n\nbest of each family\n" + tabulate([row(f, e) for f, e in fams.items()], headers=headers,
+    if fams:    # the family is the row's name: no number, no second family column
+        fam_rows = [[f] + row(f, e)[1:2] + row(f, e)[3:] for f, e in fams.items()]
+        out += "\n\nbest of each family\n" + tabulate(fam_rows, headers=["family"] + headers[1:2] + headers[3:],
                                                       disable_numparse=True)
     if results and results[0].get("uncertainty"):
         u = results[0]["uncertainty"]
@@ -240,6 +259,11 @@ def render_selfcheck(result: dict) -> str:
     if s.get("median_step_cov") is not None:
         lines.append(f"the measured steps' own spread: median CoV {s['median_step_cov']:.0%} (an error "
                      f"within it is noise as much as model)")
+    if s.get("kernel_median_cov") is not None:
+        lines.append(f"the kernels it predicts from: median CoV {s['kernel_median_cov']:.0%}, "
+                     f"{s['kernel_noisy']} of {s['kernel_cases']} noisy"
+                     + (" (a busy machine: rerun when it is idle before reading the errors as the model's)"
+                        if s["kernel_noisy"] * 2 > s["kernel_cases"] else ""))
     for a in result["rates"].assumptions:
         lines.append(f"assumed: {a}")
     return "\n".join(lines)

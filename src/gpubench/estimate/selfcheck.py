@@ -186,7 +186,23 @@ def check_runs(runs: list[tuple[Path, Run]]) -> dict[str, Any]:
         c = cases[0]
         raise GpubenchError(f"{c.file}: case {c.record.case_id} cannot be predicted: {c.why}")
     return {"device": device, "spec_key": spec.key if spec else None, "cases": cases,
-            "rates": rates, "summary": summarize(done)}
+            "rates": rates, "summary": {**summarize(done), **kernel_noise(runs)}}
+
+
+def kernel_noise(runs: list[tuple[Path, Run]]) -> dict[str, Any]:
+    """How steady the kernels the prediction is built from were. A busy machine makes them
+    noisy too, and a prediction from noisy kernels is off for reasons no model term explains."""
+    covs, noisy = [], 0
+    for _, run in runs:
+        for r in run.records:
+            if r.benchmark == "transformer-step" or r.status != "ok":
+                continue
+            cov = (r.timing or {}).get("cov")
+            if isinstance(cov, (int, float)) and math.isfinite(cov):
+                covs.append(cov)
+                noisy += bool((r.timing or {}).get("high_cov"))
+    return {"kernel_cases": len(covs), "kernel_median_cov": median(covs) if covs else None,
+            "kernel_noisy": noisy}
 
 
 def summarize(done: list[Case]) -> dict[str, Any]:

@@ -177,6 +177,10 @@ class LeaderboardResponse(BaseModel):
     device: str = Field(description="gpu: runs not on a CPU; cpu; or all")
     higher_is_better: bool
     items: list[LeaderboardItem]
+    published: list[dict[str, Any]] = Field(
+        default_factory=list, description="figures others measured and published for this benchmark and metric "
+                                          "(on a case's board: that case, or its nearest), per GPU; reference "
+                                          "marks, never uploads (gpubench/data/baselines.csv)")
 
 
 class Health(BaseModel):
@@ -331,8 +335,10 @@ def _api_router() -> APIRouter:
                     device: str = Query("gpu", pattern=_DEVICES,
                                         description="gpu: runs not on a CPU (default); cpu; all")):
         hub = _state(request)
-        return store.leaderboard(hub.session_factory, benchmark=benchmark, metric=metric or None,
-                                 suite=suite or None, case_id=case_id or None, device=device)
+        board = store.leaderboard(hub.session_factory, benchmark=benchmark, metric=metric or None,
+                                  suite=suite or None, case_id=case_id or None, device=device)
+        board["published"] = [b.to_json() for b in _published(board, device)]
+        return board
 
     @r.get("/health", response_model=Health, summary="Liveness: the database answers")
     def health(request: Request):
@@ -423,6 +429,7 @@ def _pages_router() -> APIRouter:
         chart = ""
         cases: list[dict] = []
         toggle: list[dict] = []
+        published: list = []
         if benchmark:
             board = store.leaderboard(hub.session_factory, benchmark=benchmark, metric=metric or None,
                                       suite=suite or None, case_id=case_id or None, device=device)
@@ -444,15 +451,20 @@ def _pages_router() -> APIRouter:
                                                    case_id=case_id, device=_device_param(kind))})
             unit = board["unit"] or ""
             what = {"gpu": "GPU model", "cpu": "CPU model", "all": "device model"}[device]
+            published = _published(board, device)
             chart = charts.hbar_chart(
                 [charts.Bar(label=it["gpu_name"] or it["gpu_key"], value=it["best"], low=it["min"],
                             high=it["max"], href=f"{hub.root}/runs/{it['best_run_id']}",
                             note=f"{it['uploads']} upload{'s' if it['uploads'] != 1 else ''}")
                  for it in board["items"]],
-                unit=unit, title=f"best {board['metric'] or ''} per {what} (whiskers: min–max over uploads)",
-                axis_label=f"{board['metric']} ({unit})" if unit else (board["metric"] or ""))
+                unit=unit, title=f"best {board['metric'] or ''} per {what} (whiskers: min–max over uploads)"
+                                 + ("; ◇ published measurements, not uploads" if published else ""),
+                axis_label=f"{board['metric']} ({unit})" if unit else (board["metric"] or ""),
+                refs=[charts.RefMark(label=b.label, value=b.value,
+                                     tip=f"{b.measured} · {b.source} ({b.date}) {b.url}") for b in published])
         return _render(request, "leaderboard.html", board=board, boards=boards, cases=cases, chart=chart,
                        fmt=charts.fmt, device=device, toggle=toggle,
+                       published=[_published_row(b, board.get("case_id")) for b in published],
                        query={"benchmark": benchmark, "suite": suite, "metric": metric, "case_id": case_id})
 
     @r.get("/compare", response_class=HTMLResponse)
@@ -486,6 +498,27 @@ def _pages_router() -> APIRouter:
     return r
 
 
+def _published(board: dict, device: str) -> list:
+    """The published figures a board draws as reference marks: none on a CPU board (every
+    figure is a GPU's); on a case's board, the figures of that case or its nearest."""
+    from gpubench import baselines
+
+    if device == "cpu" or not board.get("metric"):
+        return []
+    return baselines.for_board(board["benchmark"], board["metric"], board.get("case_id"),
+                               higher_is_better=board.get("higher_is_better", True))
+
+
+def _published_row(b, case_id: str | None) -> dict:
+    """A published figure as the board's table shows it: the case it is of, and whether that
+    is only the nearest to the board's case (or, on a benchmark's board, only a nearest one)."""
+    from gpubench import baselines
+
+    exact = baselines.is_exact(b, case_id) if case_id else bool(b.case)
+    shown = b.case if exact else b.nearest
+    return {"b": b, "approx": not exact, "case": ", ".join(f"{k}={v}" for k, v in shown.items())}
+
+
 def _device_param(device: str) -> str | None:
     """The board link's device parameter: none for the default (GPUs)."""
     return None if device == "gpu" else device
@@ -511,7 +544,20 @@ def _env_summary(env: dict, doc: dict) -> list[tuple[str, Any]]:
         return cur if isinstance(cur, (str, int, float)) and not isinstance(cur, bool) else None
 
     mem = get("device", "total_memory_bytes")
-    rows = [
+    prov = doc.get("provenance") if isinstance(doc.get("provenance"), dict) else {}
+    imported = []
+    if prov.get("imported"):
+        def said(key):
+            v = prov.get(key)
+            return v if isinstance(v, (str, int, float)) and not isinstance(v, bool) else None
+
+        tool = " ".join(str(v) for v in (said("tool"), said("tool_version")) if v)
+        imported = [("imported from", f"{tool or 'another tool'}: its figures, not gpubench's timing"),
+                    ("original file", " · ".join(v for v in (str(said("source_file") or ""),
+                                                            f"sha256 {said('source_sha256')}"
+                                                            if said("source_sha256") else "") if v)),
+                    ("imported by", " at ".join(str(v) for v in (said("imported_by"), said("imported_at")) if v))]
+    rows = imported + [
         ("GPU / device", get("device", "name")),
         ("hardware key", get("device", "spec_key")),
         ("device type", get("device", "type")),

@@ -60,6 +60,16 @@ class Bar:
 
 
 @dataclass
+class RefMark:
+    """A published figure drawn on a bar chart as a reference, never as a bar: a dashed
+    line at its value and a diamond, on a row of its own under the uploads."""
+    label: str
+    value: float
+    tip: str = ""                   # the tooltip: what was measured, the source
+    href: str | None = None         # the source
+
+
+@dataclass
 class Point:
     x: float                        # bytes on a log2 axis; the category's index on a category axis
     y: float
@@ -220,19 +230,26 @@ def _title(svg: _Svg, title: str, width: float) -> tuple[float, float]:
     return 6 + LINE_PX * len(lines), max(text_width(s, bold=True) for s in lines)
 
 
-def hbar_chart(bars: list[Bar], unit: str = "", title: str = "", axis_label: str = "") -> Markup:
+def hbar_chart(bars: list[Bar], unit: str = "", title: str = "", axis_label: str = "",
+               refs: list[RefMark] = ()) -> Markup:
     """Horizontal bars from zero, one per item, with optional min–max whiskers. Labels
-    get the width of the longest (up to LABEL_MAX_W, then they wrap)."""
+    get the width of the longest (up to LABEL_MAX_W, then they wrap). ``refs``, published
+    figures, follow on rows of their own: a dashed line and a diamond each, labelled
+    "published", so that no one takes them for uploads."""
     bars = [b for b in bars if isinstance(b.value, (int, float)) and math.isfinite(b.value)]
-    if not bars:
+    refs = [r for r in refs if isinstance(r.value, (int, float)) and math.isfinite(r.value) and r.value > 0]
+    if not bars and not refs:
         return Markup("")
-    top = max(max(b.value, b.high if b.high is not None and math.isfinite(b.high) else b.value) for b in bars)
+    top = max([max(b.value, b.high if b.high is not None and math.isfinite(b.high) else b.value) for b in bars]
+              + [r.value for r in refs])
     ticks = nice_ticks(top)
     top = ticks[-1]
     wrapped = [wrap(b.label, LABEL_MAX_W) for b in bars]
-    label_w = max(text_width(s) for ls in wrapped for s in ls)
+    ref_wrapped = [wrap(f"published: {r.label}", LABEL_MAX_W) for r in refs]
+    label_w = max(text_width(s) for ls in wrapped + ref_wrapped for s in ls)
     value_texts = [f"{fmt(b.value)} {unit}".strip() + (f" · {b.note}" if b.note else "") for b in bars]
-    value_w = max(text_width(t) for t in value_texts) + 6
+    ref_texts = [f"{fmt(r.value)} {unit}".strip() + " · published" for r in refs]
+    value_w = max(text_width(t) for t in value_texts + ref_texts) + 6
     x0 = PAD + label_w + PAD
     tick_texts = [f"{fmt(t)}" for t in ticks]
     # The last tick's label is centred on the end of the axis: room for its right half.
@@ -262,6 +279,25 @@ def hbar_chart(bars: list[Bar], unit: str = "", title: str = "", axis_label: str
                                  f'class="chart-whisker"/>')
         svg.parts.append(svg.text(x0 + BAR_W + 6, y + 15, value_text, "chart-value"))
         y += row_h
+    if refs:
+        if bars:
+            svg.parts.append(f'<line x1="{PAD}" y1="{y + 2:.1f}" x2="{x0 + BAR_W:.1f}" y2="{y + 2:.1f}" '
+                             f'class="chart-grid"/>')
+            y += 4
+        for r, lines, value_text in zip(refs, ref_wrapped, ref_texts):
+            row_h = max(ROW_H, LINE_PX * len(lines) + 8)
+            tip = f"published (not an upload): {r.label}: {fmt(r.value)} {unit}".strip() + (f" — {r.tip}" if r.tip else "")
+            text = svg.lines(x0 - PAD, y + 15, lines, "chart-label chart-published-label", "end", tip=tip)
+            if r.href:
+                text = f'<a href="{escape(r.href)}">{text}</a>'
+            svg.parts.append(text)
+            X, mid = x(r.value), y + row_h / 2
+            svg.parts.append(f'<g class="chart-published" data-value="{r.value!r}"><title>{escape(tip)}</title>'
+                             f'<line x1="{x0:.1f}" y1="{mid:.1f}" x2="{X:.1f}" y2="{mid:.1f}" class="chart-ref"/>'
+                             f'<polygon points="{X - 6:.1f},{mid:.1f} {X:.1f},{mid - 6:.1f} {X + 6:.1f},{mid:.1f} '
+                             f'{X:.1f},{mid + 6:.1f}" class="chart-published-mark"/></g>')
+            svg.parts.append(svg.text(x0 + BAR_W + 6, y + 15, value_text, "chart-value"))
+            y += row_h
     axis_y = y
     svg.parts.append(f'<line x1="{x0:.1f}" y1="{head + PAD}" x2="{x0:.1f}" y2="{axis_y}" class="chart-axis"/>')
     svg.parts.append(f'<line x1="{x0:.1f}" y1="{axis_y}" x2="{x0 + BAR_W:.1f}" y2="{axis_y}" '
