@@ -32,18 +32,11 @@ def _price(key: str) -> dict | None:
     """The $/GPU-hour ``estimate`` charges by default, with where and when it was listed."""
     from gpubench.estimate import prices
 
-    if hasattr(prices, "cloud_price"):
-        p = prices.cloud_price(key)
-        if p is None:
-            return None
-        return {"usd_per_gpu_hour": p.usd_per_gpu_hour, "provider": p.provider, "offer": p.offer,
-                "kind": p.kind, "as_of": p.as_of, "source": p.source}
-    entry = prices.pricing_for(key)
-    if entry is None or entry.cloud_usd_per_gpu_hour is None:
+    p = prices.cloud_price(key)
+    if p is None:
         return None
-    source = next(s for s in entry.sources if s.startswith("cloud:"))
-    return {"usd_per_gpu_hour": entry.cloud_usd_per_gpu_hour, "provider": None, "offer": None,
-            "kind": "on-demand", "as_of": source.rsplit("(", 1)[-1].rstrip(")"), "source": source}
+    return {"usd_per_gpu_hour": p.usd_per_gpu_hour, "provider": p.provider, "offer": p.offer,
+            "kind": p.kind, "as_of": p.as_of, "source": p.source}
 
 
 def model_rows() -> list[dict]:

@@ -119,10 +119,9 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 def size_label(n: float) -> str:
     """Bytes as people write message sizes: 512 B, 4 KiB, 1.5 MiB, 2 GiB."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.4g} {unit}"
-    return f"{n:.4g} B"
+    from gpubench.units import format_bytes
+
+    return format_bytes(n)
 
 
 def text_width(text: str, px: float = FONT_PX, bold: bool = False) -> float:
